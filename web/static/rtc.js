@@ -1,0 +1,267 @@
+// WHIP/WHEP client and getStats() summaries.
+//
+// Signalling is non-trickle: the offer is sent once ICE gathering is
+// complete, and pinhole's answer carries all of its candidates (its leased
+// port at the public address), so no PATCH is needed. The WHIP/WHEP
+// resource (the Location of the 201) is DELETEd when the peer stops, also on
+// pagehide with fetch keepalive, so the leased port is freed at once rather
+// than after pinhole's timeouts.
+import { request, getJSON, UserError, enc } from './api.js';
+
+// GATHER_TIMEOUT_MS bounds the wait for ICE gathering: host candidates come
+// in milliseconds, but an unreachable STUN/TURN server could hold gathering
+// for tens of seconds. What has been gathered by then is sent.
+const GATHER_TIMEOUT_MS = 4000;
+const STATS_MS = 1000; // one getStats() per second per peer: live without cost
+const SESSION_MS = 3000; // lease and server-side state change rarely
+
+/** waitGathering resolves when pc has gathered all candidates (or after the timeout). */
+export function waitGathering(pc, ms = GATHER_TIMEOUT_MS) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    const timer = setTimeout(done, ms);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+/** sessionIdFrom takes the session id from a WHIP/WHEP resource URL: its last path segment. */
+export function sessionIdFrom(resourceUrl) {
+  const path = new URL(resourceUrl, location.href).pathname.replace(/\/+$/, '');
+  return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
+}
+
+/** mediaError turns a getUserMedia/getDisplayMedia failure into a translated UserError. */
+export function mediaError(err, screen) {
+  const name = err && err.name;
+  if (name === 'NotAllowedError' || name === 'SecurityError') {
+    return new UserError(screen ? 'err.screen' : 'err.permission', null, err.message);
+  }
+  if (name === 'NotFoundError' || name === 'OverconstrainedError') return new UserError('err.noDevice', null, err.message);
+  if (name === 'NotReadableError' || name === 'AbortError') return new UserError('err.deviceBusy', null, err.message);
+  return err;
+}
+
+/** videoCodecs lists the video codecs this browser can send, from the ones pinhole knows. */
+export function videoCodecs() {
+  const caps = window.RTCRtpSender?.getCapabilities?.('video');
+  const known = ['H264', 'VP8', 'VP9', 'AV1'];
+  const have = new Set((caps?.codecs || []).map((c) => c.mimeType.replace(/^video\//i, '').toUpperCase()));
+  return known.filter((k) => have.has(k));
+}
+
+// preferCodec orders the transceiver's codecs with the chosen one first;
+// the rest stay as fallbacks so the offer still negotiates if pinhole
+// lacks the choice.
+function preferCodec(transceiver, name) {
+  if (!name || !transceiver.setCodecPreferences) return;
+  const caps = RTCRtpReceiver.getCapabilities?.('video') || RTCRtpSender.getCapabilities('video');
+  const mime = `video/${name}`.toLowerCase();
+  const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === mime);
+  if (!first.length) return;
+  const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== mime);
+  transceiver.setCodecPreferences([...first, ...rest]);
+}
+
+/**
+ * Peer is one WHIP publisher or WHEP viewer. Events (set as properties):
+ * onstate(state), onstats(summary), onsession(session), ontrack(stream),
+ * onfailed(). Call start, then stop.
+ */
+export class Peer {
+  /**
+   * @param {object} o role 'publisher'|'viewer', room, publisher (viewer: session id to follow), token
+   */
+  constructor(o) {
+    this.role = o.role;
+    this.room = o.room;
+    this.publisher = o.publisher || '';
+    this.token = o.token || '';
+    this.pc = null;
+    this.resourceUrl = '';
+    this.sessionId = '';
+    this.stopped = false;
+    this.timers = [];
+    this.prev = null;
+    this.onPageHide = () => this.stop(true);
+  }
+
+  /**
+   * start negotiates. Publishers pass their MediaStream and an optional
+   * codec name (H264, VP8, VP9, AV1) to prefer.
+   */
+  async start(stream, codec) {
+    if (!window.RTCPeerConnection) throw new UserError('err.unsupported');
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    window.addEventListener('pagehide', this.onPageHide);
+    pc.addEventListener('connectionstatechange', () => {
+      this.emit('onstate', pc.connectionState);
+      if (pc.connectionState === 'failed') this.emit('onfailed');
+    });
+    if (this.role === 'publisher') {
+      for (const track of stream.getTracks()) {
+        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        if (track.kind === 'video') preferCodec(tr, codec);
+      }
+    } else {
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const remote = new MediaStream();
+      pc.addEventListener('track', (ev) => {
+        remote.addTrack(ev.track);
+        this.emit('ontrack', remote);
+      });
+    }
+    this.emit('onstate', 'gathering');
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitGathering(pc);
+    if (this.stopped) return;
+    this.emit('onstate', 'sending');
+    const base = this.role === 'publisher' ? '/whip/' : '/whep/';
+    const q = this.publisher ? `?publisher=${enc(this.publisher)}` : '';
+    const res = await request('POST', `${base}${enc(this.room)}${q}`, {
+      body: pc.localDescription.sdp,
+      headers: { 'Content-Type': 'application/sdp' },
+      token: this.token,
+    });
+    const loc = res.headers.get('Location');
+    const answer = await res.text();
+    if (loc) {
+      this.resourceUrl = new URL(loc, location.href).href;
+      this.sessionId = sessionIdFrom(loc);
+    }
+    if (this.stopped) {
+      // Stopped while the POST was in flight: end the new session too.
+      this.release(false);
+      return;
+    }
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    this.emit('onstate', pc.connectionState === 'new' ? 'connecting' : pc.connectionState);
+    this.loop(() => this.sampleStats(), STATS_MS);
+    if (this.sessionId) this.loop(() => this.fetchSession(), SESSION_MS);
+  }
+
+  emit(name, ...args) {
+    if (typeof this[name] === 'function') this[name](...args);
+  }
+
+  // loop runs fn now and every ms until stop; failures are reported by fn.
+  loop(fn, ms) {
+    const tick = async () => {
+      if (this.stopped) return;
+      try {
+        await fn();
+      } catch {
+        // A failed sample is skipped; the next one may succeed.
+      }
+      if (!this.stopped) this.timers.push(setTimeout(tick, ms));
+    };
+    tick();
+  }
+
+  async fetchSession() {
+    const s = await getJSON(`/api/v1/sessions/${enc(this.sessionId)}`);
+    this.emit('onsession', s);
+  }
+
+  async sampleStats() {
+    if (!this.pc) return;
+    const report = await this.pc.getStats();
+    const sum = summarize(report, this.role, this.prev);
+    sum.state = this.pc.connectionState;
+    this.prev = sum;
+    this.emit('onstats', sum);
+  }
+
+  // release DELETEs the resource once; keepalive lets it outlive the page.
+  release(keepalive) {
+    if (!this.resourceUrl) return;
+    const url = this.resourceUrl;
+    this.resourceUrl = '';
+    request('DELETE', url, { keepalive, token: this.token }).catch(() => {
+      // Gone already (timeout, room deleted): nothing left to free.
+    });
+  }
+
+  /** stop ends the peer: DELETE on the resource, close the connection, stop the tracks. */
+  stop(keepalive = false) {
+    if (this.stopped) return;
+    this.stopped = true;
+    window.removeEventListener('pagehide', this.onPageHide);
+    this.timers.forEach(clearTimeout);
+    this.release(keepalive);
+    if (this.pc) {
+      this.pc.getSenders().forEach((s) => s.track && s.track.stop());
+      this.pc.close();
+    }
+    this.emit('onstate', 'closed');
+  }
+}
+
+/**
+ * summarize condenses a getStats() report: bitrate (from the byte delta
+ * since prev), frame rate, resolution, RTT, packet loss, the selected
+ * candidate pair, frame and audio packet counts, codecs.
+ */
+export function summarize(report, role, prev) {
+  const byId = new Map();
+  report.forEach((s) => byId.set(s.id, s));
+  const out = {
+    at: 0, bytes: 0, bitrate: NaN, fps: NaN, width: 0, height: 0, rtt: NaN, loss: NaN,
+    pair: '', frames: 0, audioPackets: 0, codecs: [],
+  };
+  let lost = 0;
+  let packets = 0;
+  let selected = null;
+  const codecs = new Set();
+  const dir = role === 'publisher' ? 'outbound-rtp' : 'inbound-rtp';
+  report.forEach((s) => {
+    if (s.type === dir) {
+      out.at = Math.max(out.at, s.timestamp);
+      out.bytes += (role === 'publisher' ? s.bytesSent : s.bytesReceived) || 0;
+      if (s.codecId && byId.has(s.codecId)) codecs.add(byId.get(s.codecId).mimeType.replace(/^\w+\//, ''));
+      if (s.kind === 'video') {
+        if (s.framesPerSecond !== undefined) out.fps = s.framesPerSecond;
+        if (s.frameWidth) {
+          out.width = s.frameWidth;
+          out.height = s.frameHeight;
+        }
+        out.frames += (role === 'publisher' ? s.framesEncoded : s.framesDecoded) || 0;
+      } else if (s.kind === 'audio') {
+        out.audioPackets += (role === 'publisher' ? s.packetsSent : s.packetsReceived) || 0;
+      }
+      if (role === 'publisher') packets += s.packetsSent || 0;
+      else {
+        lost += Math.max(0, s.packetsLost || 0);
+        packets += (s.packetsReceived || 0) + Math.max(0, s.packetsLost || 0);
+      }
+    } else if (s.type === 'remote-inbound-rtp' && role === 'publisher') {
+      lost += Math.max(0, s.packetsLost || 0);
+    } else if (s.type === 'transport' && s.selectedCandidatePairId) {
+      selected = byId.get(s.selectedCandidatePairId) || selected;
+    } else if (s.type === 'candidate-pair' && !selected && s.nominated && s.state === 'succeeded') {
+      selected = s;
+    }
+  });
+  out.codecs = [...codecs];
+  if (packets > 0) out.loss = lost / packets;
+  if (prev && prev.at && out.at > prev.at) {
+    out.bitrate = ((out.bytes - prev.bytes) * 8 * 1000) / (out.at - prev.at);
+  }
+  if (selected) {
+    if (selected.currentRoundTripTime !== undefined) out.rtt = selected.currentRoundTripTime * 1000;
+    const l = byId.get(selected.localCandidateId);
+    const r = byId.get(selected.remoteCandidateId);
+    const fmt = (c) => (c ? `${c.address || c.ip}:${c.port} ${c.candidateType}` : '?');
+    if (l || r) out.pair = `${fmt(l)} ⇄ ${fmt(r)} (${(l && l.protocol) || 'udp'})`;
+  }
+  return out;
+}
