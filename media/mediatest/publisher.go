@@ -1,0 +1,288 @@
+package mediatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+// PublisherOptions configure NewPublisher.
+type PublisherOptions struct {
+	// Video is the video codec to send: "vp8", "h264", "vp9", "av1" (or the
+	// mime type), or "" for no video.
+	Video string
+	// Audio sends the Opus clip too.
+	Audio bool
+	// ClipDir holds the clip files; default DefaultClipDir().
+	ClipDir string
+	// IgnoreKeyFrameRequests keeps the clip playing in order when the
+	// server sends PLI/FIR. By default the publisher answers a request the
+	// way an encoder would: the next frame it sends is a keyframe (it jumps
+	// ahead to the clip's next keyframe).
+	IgnoreKeyFrameRequests bool
+	// Network chooses the candidates; default loopback only.
+	Network Network
+}
+
+// PublisherStats are a publisher's totals.
+type PublisherStats struct {
+	VideoSamples   uint64 // video frames written
+	VideoKeyFrames uint64 // of which keyframes
+	AudioSamples   uint64 // Opus packets written
+	PLIs           uint64 // picture loss indications received
+	FIRs           uint64 // full intra requests received
+}
+
+// Publisher is a WHIP-style sender: a Pion PeerConnection with sendonly
+// tracks that streams the test clip in real time, looping, once connected.
+type Publisher struct {
+	pc                   *webrtc.PeerConnection
+	video, audio         *webrtc.TrackLocalStaticSample
+	videoClip, audioClip *clip
+	answerKeyRequests    bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// keyRequested is set by the RTCP reader and consumed by the video loop.
+	keyRequested atomic.Bool
+
+	c       cond // guards the fields below
+	conn    connState
+	stats   PublisherStats
+	started bool
+	closed  bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewPublisher builds a publisher or fails the test. It is closed at the
+// end of the test (Close may also be called earlier).
+func NewPublisher(tb testing.TB, opts PublisherOptions) *Publisher {
+	tb.Helper()
+	p, err := newPublisher(opts)
+	if err != nil {
+		tb.Fatalf("mediatest: new publisher: %v", err)
+	}
+	tb.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func newPublisher(opts PublisherOptions) (*Publisher, error) {
+	if opts.Video == "" && !opts.Audio {
+		return nil, errors.New("neither video nor audio")
+	}
+	dir := opts.ClipDir
+	if dir == "" {
+		dir = DefaultClipDir()
+	}
+	p := &Publisher{c: newCond(), answerKeyRequests: !opts.IgnoreKeyFrameRequests}
+	var videoCodecs []webrtc.RTPCodecParameters
+	if opts.Video != "" {
+		vp, err := VideoCodecParameters(opts.Video)
+		if err != nil {
+			return nil, err
+		}
+		videoCodecs = append(videoCodecs, vp)
+		if p.videoClip, err = loadClip(dir, opts.Video); err != nil {
+			return nil, err
+		}
+		if p.video, err = webrtc.NewTrackLocalStaticSample(vp.RTPCodecCapability, "video", "mediatest"); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Audio {
+		var err error
+		if p.audioClip, err = loadClip(dir, "opus"); err != nil {
+			return nil, err
+		}
+		if p.audio, err = webrtc.NewTrackLocalStaticSample(opusParameters().RTPCodecCapability, "audio", "mediatest"); err != nil {
+			return nil, err
+		}
+	}
+	pc, err := newPeerConnection(opts.Network, videoCodecs, opts.Audio)
+	if err != nil {
+		return nil, err
+	}
+	p.pc = pc
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		p.c.mu.Lock()
+		p.conn.set(s)
+		p.c.broadcast()
+		p.c.mu.Unlock()
+	})
+	for _, t := range []*webrtc.TrackLocalStaticSample{p.video, p.audio} {
+		if t == nil {
+			continue
+		}
+		tr, err := pc.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = p.Close()
+			return nil, fmt.Errorf("add %s track: %w", t.Kind(), err)
+		}
+		// Reading RTCP is what lets the interceptors (NACK responder,
+		// reports) work; it is also where keyframe requests arrive.
+		p.wg.Add(1)
+		go p.readRTCP(tr.Sender())
+	}
+	return p, nil
+}
+
+// PeerConnection returns the underlying Pion peer, for tests that need
+// more (ICE restart, stats).
+func (p *Publisher) PeerConnection() *webrtc.PeerConnection { return p.pc }
+
+// Offer returns the complete SDP offer, after ICE gathering finished.
+func (p *Publisher) Offer(ctx context.Context) (string, error) { return gatheredOffer(ctx, p.pc) }
+
+// SetAnswer applies the server's SDP answer.
+func (p *Publisher) SetAnswer(sdp string) error { return setAnswer(p.pc, sdp) }
+
+// WaitConnected waits until the peer connection is connected; it fails
+// early if the connection fails or closes.
+func (p *Publisher) WaitConnected(ctx context.Context) error {
+	return p.c.wait(ctx, func() (bool, error) { return p.conn.check() })
+}
+
+// Start streams the clip(s) in real time, looping, with continuous RTP
+// timestamps. It may be called before the connection is up: sending begins
+// once the peer is connected, so the first frame a server sees is the
+// clip's first keyframe. Further calls do nothing.
+func (p *Publisher) Start() {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	if p.started || p.closed {
+		return
+	}
+	p.started = true
+	if p.video != nil {
+		p.wg.Add(1)
+		go p.stream(p.video, p.videoClip, true)
+	}
+	if p.audio != nil {
+		p.wg.Add(1)
+		go p.stream(p.audio, p.audioClip, false)
+	}
+}
+
+// stream writes c's frames to track at their pace until Close.
+func (p *Publisher) stream(track *webrtc.TrackLocalStaticSample, c *clip, video bool) {
+	defer p.wg.Done()
+	err := p.c.wait(p.ctx, func() (bool, error) { return p.conn.connected, nil })
+	if err != nil {
+		return
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	next := time.Now()
+	for i := 0; ; i = (i + 1) % len(c.frames) {
+		if video && p.keyRequested.Swap(false) && !c.frames[i].key {
+			i = c.nextKey(i)
+		}
+		f := c.frames[i]
+		if err := track.WriteSample(media.Sample{Data: f.data, Duration: f.dur}); errors.Is(err, io.ErrClosedPipe) {
+			return
+		}
+		p.c.mu.Lock()
+		if video {
+			p.stats.VideoSamples++
+			if f.key {
+				p.stats.VideoKeyFrames++
+			}
+		} else {
+			p.stats.AudioSamples++
+		}
+		p.c.mu.Unlock()
+
+		// Pace on an absolute schedule so timer jitter does not add up; after
+		// a long stall (a loaded CI machine) start afresh instead of bursting.
+		next = next.Add(f.dur)
+		if d := time.Until(next); d < -time.Second {
+			next = time.Now()
+		} else if d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-p.ctx.Done():
+				return
+			}
+		}
+		if p.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// readRTCP drains a sender's RTCP, counting keyframe requests, until the
+// peer connection closes.
+func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
+	defer p.wg.Done()
+	for {
+		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		var plis, firs uint64
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication:
+				plis++
+			case *rtcp.FullIntraRequest:
+				firs++
+			}
+		}
+		if plis+firs == 0 {
+			continue
+		}
+		if p.answerKeyRequests {
+			p.keyRequested.Store(true)
+		}
+		p.c.mu.Lock()
+		p.stats.PLIs += plis
+		p.stats.FIRs += firs
+		p.c.broadcast()
+		p.c.mu.Unlock()
+	}
+}
+
+// Stats returns the publisher's totals so far.
+func (p *Publisher) Stats() PublisherStats {
+	p.c.mu.Lock()
+	defer p.c.mu.Unlock()
+	return p.stats
+}
+
+// WaitKeyFrameRequests waits until at least n PLI or FIR packets arrived.
+func (p *Publisher) WaitKeyFrameRequests(ctx context.Context, n uint64) error {
+	return p.c.wait(ctx, func() (bool, error) { return p.stats.PLIs+p.stats.FIRs >= n, nil })
+}
+
+// Close stops streaming, closes the peer connection and waits for every
+// goroutine the publisher started. It is idempotent.
+func (p *Publisher) Close() error {
+	p.closeOnce.Do(func() {
+		p.c.mu.Lock()
+		p.closed = true
+		p.c.mu.Unlock()
+		if p.cancel != nil {
+			p.cancel()
+		}
+		if p.pc != nil {
+			p.closeErr = p.pc.Close()
+		}
+		p.wg.Wait()
+	})
+	return p.closeErr
+}
