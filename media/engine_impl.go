@@ -2,26 +2,361 @@ package media
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/webrtc/v4"
 )
 
-// TEMPORARY stub so other packages compile while the engine is written.
-type engine struct{ pool *Pool }
+// gatherTimeout bounds ICE gathering for an answer. With a UDP mux and only
+// host candidates gathering is immediate; the bound only guards against a
+// wedged agent holding a request (and its lease) forever.
+const gatherTimeout = 5 * time.Second
 
-type Pool struct{}
+// counterInterval is how often live sessions report their media totals.
+const counterInterval = time.Second
 
-func (p *Pool) Status() []PortStatus { return nil }
-func (p *Pool) Capacity() (int, int) { return 0, 0 }
+type engine struct {
+	cfg     Config
+	log     *slog.Logger
+	onEvent func(Event)
+	pool    *Pool
+
+	// Built once at start: the codecs, the interceptor factories (each peer
+	// connection builds its own interceptor instances from them) and the
+	// DTLS certificate, so an answer does no key generation.
+	mediaEngine *webrtc.MediaEngine
+	registry    *interceptor.Registry
+	cert        webrtc.Certificate
+	loggers     *slogLoggerFactory
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	hubs     map[string]*hub
+	closed   bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
 func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
-	return &Engine{&engine{pool: &Pool{}}}, nil
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PeersPerPort < 1 {
+		cfg.PeersPerPort = 1
+	}
+	if onEvent == nil {
+		onEvent = func(Event) {}
+	}
+	loggers := &slogLoggerFactory{log: cfg.Logger.With("component", "pion")}
+	pool, err := NewPool(PoolConfig{
+		Ports: cfg.Ports, PublicPorts: cfg.PublicPorts, PublicIPs: cfg.PublicIPs,
+		BindIP: cfg.BindIP, PeersPerPort: cfg.PeersPerPort, Logger: cfg.Logger, LoggerFactory: loggers,
+	})
+	if err != nil {
+		return nil, err
+	}
+	me, reg, err := newMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &engine{
+		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
+		mediaEngine: me, registry: reg, cert: *cert, loggers: loggers,
+		sessions: map[string]*session{}, hubs: map[string]*hub{},
+		ctx: ctx, cancel: cancel,
+	}
+	e.wg.Add(1)
+	go e.tick()
+	return &Engine{e}, nil
 }
+
+// newMediaEngine registers the forwarded codecs and the feedback pinhole
+// uses: NACK (retransmissions both ways), PLI, transport-cc from publishers
+// (so browsers' bandwidth estimation ramps up), RTCP reports.
+func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, nil, err
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(me, reg); err != nil {
+		return nil, nil, err
+	}
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		return nil, nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
+		return nil, nil, err
+	}
+	// Make sure the factories used are the ones expected (keeps the import
+	// list honest when Pion changes what Configure* registers).
+	var _ interceptor.Factory = (*nack.GeneratorInterceptorFactory)(nil)
+	var _ interceptor.Factory = (*report.SenderInterceptorFactory)(nil)
+	var _ interceptor.Factory = (*twcc.SenderInterceptorFactory)(nil)
+	return me, reg, nil
+}
+
+// settingEngine builds the per-lease Pion settings: the lease's mux, UDP4,
+// no mDNS, host candidates rewritten to the public IPs.
+func (e *engine) settingEngine(l *Lease) (*webrtc.SettingEngine, error) {
+	se := &webrtc.SettingEngine{LoggerFactory: e.loggers}
+	se.SetICEUDPMux(l.Mux)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if e.cfg.ICEDisconnectedTimeout > 0 || e.cfg.ICEFailedTimeout > 0 || e.cfg.ICEKeepalive > 0 {
+		d, f, k := e.cfg.ICEDisconnectedTimeout, e.cfg.ICEFailedTimeout, e.cfg.ICEKeepalive
+		if d == 0 {
+			d = 5 * time.Second
+		}
+		if f == 0 {
+			f = 25 * time.Second
+		}
+		if k == 0 {
+			k = 2 * time.Second
+		}
+		se.SetICETimeouts(d, f, k)
+	}
+	if len(e.cfg.PublicIPs) > 0 {
+		// Every local address is replaced by the public one(s); loopback is
+		// included so a box whose only address is 127.0.0.1 (a namespace,
+		// a tunnel endpoint) still yields a candidate to rewrite.
+		se.SetIncludeLoopbackCandidate(true)
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        e.cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, err
+		}
+	} else if bindIsLoopback(e.cfg.BindIP) || !hasNonLoopbackIPv4() {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	return se, nil
+}
+
+func bindIsLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
+}
+
+func hasNonLoopbackIPv4() bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *engine) emit(ev Event) {
+	if ev.At.IsZero() {
+		ev.At = time.Now()
+	}
+	e.onEvent(ev)
+}
+
+// open creates a session for req: lease, peer connection, answer.
 func (e *engine) open(ctx context.Context, req SessionRequest) (*Answer, error) {
-	return nil, errors.New("todo")
+	if req.ID == "" || req.Room == "" {
+		return nil, errors.New("session id and room are required")
+	}
+	if _, err := inspectOffer(req.Offer, req.Role); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if _, dup := e.sessions[req.ID]; dup {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("session %s exists", req.ID)
+	}
+	s := newSession(e, req)
+	e.sessions[req.ID] = s
+	h := e.hubs[req.Room]
+	if h == nil {
+		h = newHub(req.Room)
+		e.hubs[req.Room] = h
+	}
+	s.hub = h
+	e.mu.Unlock()
+
+	ans, err := s.start(ctx)
+	if err != nil {
+		s.close("setup failed: " + err.Error())
+		return nil, err
+	}
+	return ans, nil
 }
-func (e *engine) trickle(id, f string) error           { return ErrSessionNotFound }
-func (e *engine) restart(id, f string) (string, error) { return "", ErrSessionNotFound }
-func (e *engine) closeSession(id, reason string) error { return ErrSessionNotFound }
-func (e *engine) closeRoom(room, reason string) int    { return 0 }
-func (e *engine) publishers(room string) []string      { return nil }
-func (e *engine) live(id string) bool                  { return false }
-func (e *engine) close() error                         { return nil }
+
+func (e *engine) get(id string) (*session, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.sessions[id]
+	if s == nil {
+		return nil, ErrSessionNotFound
+	}
+	return s, nil
+}
+
+// forget drops a closed session and, when its room has no member left, the
+// room's hub.
+func (e *engine) forget(s *session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sessions[s.id] == s {
+		delete(e.sessions, s.id)
+	}
+	if h := e.hubs[s.room]; h == s.hub && h.empty() {
+		delete(e.hubs, s.room)
+	}
+}
+
+func (e *engine) trickle(id, fragment string) error {
+	s, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	return s.trickle(fragment)
+}
+
+func (e *engine) restart(id, fragment string) (string, error) {
+	s, err := e.get(id)
+	if err != nil {
+		return "", err
+	}
+	return s.restart(fragment)
+}
+
+func (e *engine) closeSession(id, reason string) error {
+	s, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	s.close(reason)
+	return nil
+}
+
+func (e *engine) closeRoom(room, reason string) int {
+	e.mu.Lock()
+	var victims []*session
+	for _, s := range e.sessions {
+		if s.room == room {
+			victims = append(victims, s)
+		}
+	}
+	e.mu.Unlock()
+	closeAll(victims, reason)
+	return len(victims)
+}
+
+func closeAll(ss []*session, reason string) {
+	var wg sync.WaitGroup
+	for _, s := range ss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.close(reason)
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *engine) publishers(room string) []string {
+	e.mu.Lock()
+	h := e.hubs[room]
+	e.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	return h.publisherIDs()
+}
+
+func (e *engine) live(id string) bool {
+	_, err := e.get(id)
+	return err == nil
+}
+
+func (e *engine) close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	var all []*session
+	for _, s := range e.sessions {
+		all = append(all, s)
+	}
+	e.mu.Unlock()
+	e.pool.close()
+	closeAll(all, "server shutting down")
+	e.cancel()
+	e.wg.Wait()
+	return nil
+}
+
+// tick reports counters and closes idle publishers, for every session from
+// one goroutine rather than a timer each.
+func (e *engine) tick() {
+	defer e.wg.Done()
+	t := time.NewTicker(counterInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case now := <-t.C:
+			e.mu.Lock()
+			live := make([]*session, 0, len(e.sessions))
+			for _, s := range e.sessions {
+				live = append(live, s)
+			}
+			e.mu.Unlock()
+			for _, s := range live {
+				s.reportCounters()
+				if s.idle(now, e.cfg.IdleTimeout) {
+					go s.close(fmt.Sprintf("idle publisher: no RTP for %s", e.cfg.IdleTimeout))
+				}
+			}
+		}
+	}
+}
+
+func publicAddr(ips []string, port int) string {
+	if len(ips) == 0 {
+		return ""
+	}
+	return net.JoinHostPort(ips[0], strconv.Itoa(port))
+}

@@ -1,0 +1,457 @@
+package media_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/transport/v4/test"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/media/mediatest"
+)
+
+// wait is the generous deadline every event in these tests is waited for.
+const wait = 20 * time.Second
+
+// freePorts finds n consecutive UDP ports on 127.0.0.1 that are free now.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	for base := 31000 + int(time.Now().UnixNano()%20000); base < 60000; base += n + 7 {
+		ok := true
+		var conns []*net.UDPConn
+		for p := base; p < base+n; p++ {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: p})
+			if err != nil {
+				ok = false
+				break
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		if ok {
+			ports := make([]int, n)
+			for i := range ports {
+				ports[i] = base + i
+			}
+			return ports
+		}
+	}
+	tb.Fatal("no free UDP port range")
+	return nil
+}
+
+// recorder keeps the engine's events for assertions.
+type recorder struct {
+	mu     sync.Mutex
+	events []media.Event
+	ch     chan media.Event
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan media.Event, 4096)} }
+
+func (r *recorder) on(ev media.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+	select {
+	case r.ch <- ev:
+	default:
+	}
+}
+
+// waitFor waits until an event matching fn has been recorded.
+func (r *recorder) waitFor(tb testing.TB, what string, fn func(media.Event) bool) media.Event {
+	tb.Helper()
+	deadline := time.After(wait)
+	for {
+		r.mu.Lock()
+		for _, ev := range r.events {
+			if fn(ev) {
+				r.mu.Unlock()
+				return ev
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.ch:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func closedEvent(id string) func(media.Event) bool {
+	return func(ev media.Event) bool { return ev.SessionID == id && ev.Kind == media.EventClosed }
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+type fixture struct {
+	e     *media.Engine
+	rec   *recorder
+	ports []int
+}
+
+func newEngine(tb testing.TB, n int, mod func(*media.Config)) *fixture {
+	tb.Helper()
+	ports := freePorts(tb, n)
+	cfg := media.Config{
+		Ports:        ports,
+		PublicIPs:    []string{"127.0.0.1"},
+		PeersPerPort: 1,
+		SetupTimeout: 10 * time.Second,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	rec := newRecorder()
+	e, err := media.NewEngine(cfg, rec.on)
+	if err != nil {
+		tb.Fatalf("NewEngine: %v", err)
+	}
+	tb.Cleanup(func() { _ = e.Close() })
+	return &fixture{e: e, rec: rec, ports: ports}
+}
+
+func ctxT(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func (f *fixture) publish(tb testing.TB, room string, opts mediatest.PublisherOptions) (*mediatest.Publisher, string, *media.Answer) {
+	tb.Helper()
+	p := mediatest.NewPublisher(tb, opts)
+	offer, err := p.Offer(ctxT(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id := newID()
+	ans, err := f.e.Publish(ctxT(tb), media.SessionRequest{ID: id, Room: room, Offer: offer})
+	if err != nil {
+		tb.Fatalf("Publish: %v", err)
+	}
+	if err := p.SetAnswer(ans.SDP); err != nil {
+		tb.Fatalf("SetAnswer: %v", err)
+	}
+	p.Start()
+	return p, id, ans
+}
+
+func (f *fixture) watch(tb testing.TB, room, publisher string, opts mediatest.ViewerOptions) (*mediatest.Viewer, string, *media.Answer) {
+	tb.Helper()
+	v := mediatest.NewViewer(tb, opts)
+	offer, err := v.Offer(ctxT(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id := newID()
+	ans, err := f.e.Watch(ctxT(tb), media.SessionRequest{ID: id, Room: room, Offer: offer, PublisherID: publisher})
+	if err != nil {
+		tb.Fatalf("Watch: %v", err)
+	}
+	if err := v.SetAnswer(ans.SDP); err != nil {
+		tb.Fatalf("SetAnswer: %v", err)
+	}
+	return v, id, ans
+}
+
+func waitMedia(tb testing.TB, v *mediatest.Viewer, frames, audio int) {
+	tb.Helper()
+	if frames > 0 {
+		if err := v.WaitVideoFrames(ctxT(tb), uint64(frames)); err != nil {
+			tb.Fatalf("video frames: %v (stats %+v)", err, v.Stats())
+		}
+	}
+	if audio > 0 {
+		if err := v.WaitAudioPackets(ctxT(tb), uint64(audio)); err != nil {
+			tb.Fatalf("audio packets: %v (stats %+v)", err, v.Stats())
+		}
+	}
+}
+
+func candidatePorts(sdp string) []string {
+	var out []string
+	for _, l := range strings.Split(sdp, "\n") {
+		if f := strings.Fields(strings.TrimSpace(l)); len(f) >= 6 && strings.HasPrefix(f[0], "a=candidate:") {
+			out = append(out, f[4]+":"+f[5])
+		}
+	}
+	return out
+}
+
+// One publisher, three viewers, every codec the clip has: each viewer
+// decodes video frames and receives audio; each session holds its own port.
+func TestPublishThreeViewers(t *testing.T) {
+	for _, codec := range []string{"vp8", "h264", "vp9", "av1"} {
+		t.Run(codec, func(t *testing.T) {
+			f := newEngine(t, 4, nil)
+			_, pubID, pans := f.publish(t, "room", mediatest.PublisherOptions{Video: codec, Audio: true})
+			ports := map[int]string{pans.LocalPort: pubID}
+			var viewers []*mediatest.Viewer
+			for i := 0; i < 3; i++ {
+				v, id, ans := f.watch(t, "room", "", mediatest.ViewerOptions{})
+				if other, dup := ports[ans.LocalPort]; dup {
+					t.Fatalf("viewer %s got port %d already held by %s", id, ans.LocalPort, other)
+				}
+				ports[ans.LocalPort] = id
+				for _, c := range candidatePorts(ans.SDP) {
+					if c != fmt.Sprintf("127.0.0.1:%d", ans.LocalPort) {
+						t.Fatalf("answer candidate %s, want 127.0.0.1:%d", c, ans.LocalPort)
+					}
+				}
+				viewers = append(viewers, v)
+			}
+			for _, v := range viewers {
+				waitMedia(t, v, 30, 50)
+				st := v.Stats()
+				if !strings.EqualFold(st.Codec, "video/"+codec) {
+					t.Fatalf("viewer codec %q, want %s", st.Codec, codec)
+				}
+				if codec == "vp8" && (st.Width != 320 || st.Height != 240) {
+					t.Fatalf("decoded size %dx%d, want 320x240", st.Width, st.Height)
+				}
+			}
+			if free, total := f.e.Capacity(); free != 0 || total != 4 {
+				t.Fatalf("capacity %d/%d, want 0/4", free, total)
+			}
+		})
+	}
+}
+
+// With --public-ports the answer carries the public port, not the local one.
+func TestPublicPortRewrite(t *testing.T) {
+	f := newEngine(t, 1, func(c *media.Config) {
+		c.PublicIPs = []string{"203.0.113.7"}
+		c.PublicPorts = []int{20111}
+	})
+	p := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
+	offer, err := p.Offer(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newID()
+	ans, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: id, Room: "r", Offer: offer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := candidatePorts(ans.SDP)
+	if len(got) == 0 {
+		t.Fatal("answer has no candidate")
+	}
+	for _, c := range got {
+		if c != "203.0.113.7:20111" {
+			t.Fatalf("candidate %s, want 203.0.113.7:20111", c)
+		}
+	}
+	if ans.PublicAddr != "203.0.113.7:20111" || ans.LocalPort != f.ports[0] {
+		t.Fatalf("answer lease %s local %d", ans.PublicAddr, ans.LocalPort)
+	}
+	if err := f.e.CloseSession(id, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A full pool refuses with PoolFullError; closing a session gives the port back.
+func TestPoolFullAndRelease(t *testing.T) {
+	f := newEngine(t, 2, nil)
+	_, a, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	f.watch(t, "r", "", mediatest.ViewerOptions{})
+	v := mediatest.NewViewer(t, mediatest.ViewerOptions{})
+	offer, err := v.Offer(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.e.Watch(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: offer})
+	var full *media.PoolFullError
+	if !errors.As(err, &full) || !errors.Is(err, media.ErrNoPortAvailable) || full.Total != 2 || full.Leased != 2 {
+		t.Fatalf("third session: %v, want pool full 2/2", err)
+	}
+	if err := f.e.CloseSession(a, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if free, _ := f.e.Capacity(); free != 1 {
+		t.Fatalf("free after close %d, want 1", free)
+	}
+	if _, err := f.e.Watch(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: offer}); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+}
+
+// A viewer that arrives first gets media when the publisher comes, and again
+// when the publisher leaves and a new one arrives.
+func TestViewerBeforePublisherAndReconnect(t *testing.T) {
+	f := newEngine(t, 3, nil)
+	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	if err := v.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	p1, p1ID, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
+	waitMedia(t, v, 20, 20)
+	_ = p1.Close()
+	if err := f.e.CloseSession(p1ID, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	before := v.Stats()
+	f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
+	waitMedia(t, v, int(before.VideoFrames)+20, int(before.AudioPackets)+20)
+	if st := v.Stats(); st.KeyFrames < 2 {
+		t.Fatalf("keyframes %d: the second publisher's stream did not start with one", st.KeyFrames)
+	}
+}
+
+// A viewer that offered only VP8 does not get an H.264 publisher's video,
+// and the mismatch is recorded in its timeline.
+func TestCodecMismatch(t *testing.T) {
+	f := newEngine(t, 2, nil)
+	f.publish(t, "r", mediatest.PublisherOptions{Video: "h264", Audio: true})
+	v, id, _ := f.watch(t, "r", "", mediatest.ViewerOptions{VideoCodecs: []string{"vp8"}})
+	waitMedia(t, v, 0, 20)
+	f.rec.waitFor(t, "codec-mismatch", func(ev media.Event) bool {
+		return ev.SessionID == id && ev.Kind == media.EventTimeline && ev.Name == "codec-mismatch"
+	})
+	if st := v.Stats(); st.VideoPackets != 0 {
+		t.Fatalf("viewer got %d video packets of a codec it did not offer", st.VideoPackets)
+	}
+}
+
+// ?publisher= picks one publisher of several.
+func TestPickPublisher(t *testing.T) {
+	f := newEngine(t, 3, nil)
+	_, first, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8"})
+	f.publish(t, "r", mediatest.PublisherOptions{Video: "h264"})
+	if got := f.e.Publishers("r"); len(got) != 2 || got[1] != first {
+		t.Fatalf("publishers newest first = %v", got)
+	}
+	v, _, _ := f.watch(t, "r", first, mediatest.ViewerOptions{Video: true})
+	waitMedia(t, v, 10, 0)
+	if c := v.Stats().Codec; !strings.EqualFold(c, "video/vp8") {
+		t.Fatalf("followed codec %s, want the first publisher's VP8", c)
+	}
+}
+
+// A client that never connects loses its port at the setup timeout; one
+// that vanishes loses it when ICE fails.
+func TestTimeoutsFreePorts(t *testing.T) {
+	f := newEngine(t, 2, func(c *media.Config) {
+		c.SetupTimeout = 2 * time.Second
+		c.ICEDisconnectedTimeout = time.Second
+		c.ICEFailedTimeout = 2 * time.Second
+		c.ICEKeepalive = 200 * time.Millisecond
+	})
+	// Never connects: the offer is taken, the answer never applied.
+	v := mediatest.NewViewer(t, mediatest.ViewerOptions{})
+	offer, err := v.Offer(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	never := newID()
+	if _, err := f.e.Watch(ctxT(t), media.SessionRequest{ID: never, Room: "r", Offer: offer}); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.rec.waitFor(t, "setup timeout", closedEvent(never))
+	if !strings.Contains(ev.Detail, "setup timeout") {
+		t.Fatalf("close reason %q", ev.Detail)
+	}
+	// Vanishes: connects, then its socket dies without a DTLS close_notify
+	// or a DELETE, as when the client's machine drops off the network.
+	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: sock})
+	t.Cleanup(func() { _ = mux.Close() })
+	p, gone, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Network: mediatest.Network{
+		Configure: func(se *webrtc.SettingEngine) { se.SetICEUDPMux(mux) },
+	}})
+	if err := p.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	_ = mux.Close()
+	ev = f.rec.waitFor(t, "vanished publisher closed", closedEvent(gone))
+	if !strings.Contains(ev.Detail, "failed") {
+		t.Fatalf("vanished client closed for %q, want ICE failure", ev.Detail)
+	}
+	if free, total := f.e.Capacity(); free != total {
+		t.Fatalf("free %d of %d after both ended", free, total)
+	}
+}
+
+// Bad offers are refused before any port is leased.
+func TestBadOffers(t *testing.T) {
+	f := newEngine(t, 1, nil)
+	cases := map[string]struct {
+		offer string
+		want  error
+	}{
+		"garbage":  {"hello", media.ErrBadOffer},
+		"no media": {"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", media.ErrUnsupportedTracks},
+		"data only": {"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 00\r\n" +
+			"m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:x\r\na=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy\r\na=mid:0\r\n", media.ErrUnsupportedTracks},
+		"only G.711": {"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 00\r\n" +
+			"m=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:x\r\na=ice-pwd:yyyyyyyyyyyyyyyyyyyyyy\r\na=mid:0\r\na=sendonly\r\na=rtpmap:0 PCMU/8000\r\n", media.ErrUnsupportedTracks},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: c.offer})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("err %v, want %v", err, c.want)
+			}
+			if free, _ := f.e.Capacity(); free != 1 {
+				t.Fatal("a refused offer kept a lease")
+			}
+		})
+	}
+}
+
+// Sessions of every kind of ending leave no goroutine behind once the engine
+// is closed, and the engine frees every port.
+func TestNoLeaks(t *testing.T) {
+	report := test.CheckRoutines(t)
+	defer report()
+	ports := freePorts(t, 3)
+	rec := newRecorder()
+	e, err := media.NewEngine(media.Config{Ports: ports, PublicIPs: []string{"127.0.0.1"}, SetupTimeout: time.Second}, rec.on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{e: e, rec: rec, ports: ports}
+	p, pid, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
+	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	waitMedia(t, v, 5, 5)
+	if err := e.CloseSession(pid, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.CloseSession(pid, "again"); !errors.Is(err, media.ErrSessionNotFound) {
+		t.Fatalf("second close: %v", err)
+	}
+	_ = p.Close()
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = v.Close()
+	for _, port := range ports {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
+		if err != nil {
+			t.Fatalf("port %d still bound after Close: %v", port, err)
+		}
+		_ = c.Close()
+	}
+}

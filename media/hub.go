@@ -1,0 +1,317 @@
+package media
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// keyframeInterval bounds how often pinhole asks a publisher for a keyframe.
+// Joining viewers and viewers' own PLI/FIR are coalesced to at most one
+// request per interval (with one deferred request so the last asker is never
+// forgotten): a keyframe is 10-30 times a delta frame, and an encoder asked
+// for one on every viewer's whim would spend its bitrate on them.
+const keyframeInterval = 250 * time.Millisecond
+
+// hub is one room's forwarding plane: its publishers, its viewers and who
+// follows whom. Membership changes take mu; the packet path does not.
+type hub struct {
+	room    string
+	mu      sync.Mutex
+	pubs    []*publisher // in arrival order: the last is the newest
+	viewers map[string]*viewer
+}
+
+// publisher is the forwarding side of a WHIP session.
+type publisher struct {
+	s      *session
+	tracks map[webrtc.RTPCodecType]*forwarder // guarded by hub.mu
+
+	videoSSRC atomic.Uint32
+	kfMu      sync.Mutex
+	kfLast    time.Time
+	kfPending bool
+	kfTimer   *time.Timer
+	kfClosed  bool
+}
+
+// viewer is the forwarding side of a WHEP session.
+type viewer struct {
+	s         *session
+	want      string     // publisher id asked for, "" = newest
+	following *publisher // guarded by hub.mu
+	sinks     map[webrtc.RTPCodecType]*sinkTrack
+}
+
+// forwarder reads one publisher track and writes every packet to the sinks
+// attached to it. The sink list is copy-on-write, so the packet path takes
+// no lock to read it.
+type forwarder struct {
+	kind   webrtc.RTPCodecType
+	codec  webrtc.RTPCodecParameters
+	ck     codecKind
+	remote *webrtc.TrackRemote
+	sinks  atomic.Pointer[[]*sinkTrack]
+}
+
+func newHub(room string) *hub {
+	return &hub{room: room, viewers: map[string]*viewer{}}
+}
+
+func (f *forwarder) setSinks(s []*sinkTrack) { f.sinks.Store(&s) }
+
+func (f *forwarder) addSink(t *sinkTrack) {
+	cur := f.sinkList()
+	if slices.Contains(cur, t) {
+		return
+	}
+	t.resetSource()
+	f.setSinks(append(slices.Clone(cur), t))
+}
+
+func (f *forwarder) removeSink(t *sinkTrack) {
+	cur := f.sinkList()
+	i := slices.Index(cur, t)
+	if i < 0 {
+		return
+	}
+	f.setSinks(slices.Delete(slices.Clone(cur), i, i+1))
+}
+
+func (f *forwarder) sinkList() []*sinkTrack {
+	if p := f.sinks.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// run is the forwarding loop of one publisher track. It owns buf, pkt and
+// out, so nothing is allocated per packet.
+func (f *forwarder) run(s *session) {
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	var out rtp.Header
+	for {
+		n, _, err := f.remote.Read(buf)
+		if err != nil {
+			return
+		}
+		if pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		s.rtpIn(n)
+		if len(pkt.Payload) == 0 {
+			continue // padding-only probe: nothing for a viewer to decode
+		}
+		key := f.kind == webrtc.RTPCodecTypeVideo && isKeyframeStart(f.ck, pkt.Payload)
+		for _, t := range f.sinkList() {
+			t.write(&pkt, &f.codec, key, &out)
+		}
+	}
+}
+
+// addPublisher registers p; viewers following "the newest" switch to it,
+// and viewers waiting for exactly p attach.
+func (h *hub) addPublisher(p *publisher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pubs = append(h.pubs, p)
+	for _, v := range h.viewers {
+		if v.want == "" || v.want == p.s.id {
+			h.followLocked(v, p)
+		}
+	}
+}
+
+// addTrack attaches a newly arrived publisher track to its followers.
+func (h *hub) addTrack(p *publisher, f *forwarder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p.tracks == nil {
+		p.tracks = map[webrtc.RTPCodecType]*forwarder{}
+	}
+	p.tracks[f.kind] = f
+	if f.kind == webrtc.RTPCodecTypeVideo {
+		p.videoSSRC.Store(uint32(f.remote.SSRC()))
+	}
+	for _, v := range h.viewers {
+		if v.following == p {
+			h.attachLocked(v, p, f)
+		}
+	}
+	if f.kind == webrtc.RTPCodecTypeVideo && len(f.sinkList()) > 0 {
+		p.requestKeyframe()
+	}
+}
+
+// removePublisher detaches p's followers; those following "the newest" move
+// to the newest one left.
+func (h *hub) removePublisher(p *publisher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := slices.Index(h.pubs, p)
+	if i < 0 {
+		return
+	}
+	h.pubs = slices.Delete(h.pubs, i, i+1)
+	var next *publisher
+	if len(h.pubs) > 0 {
+		next = h.pubs[len(h.pubs)-1]
+	}
+	for _, v := range h.viewers {
+		if v.following != p {
+			continue
+		}
+		h.unfollowLocked(v)
+		if v.want == "" && next != nil {
+			h.followLocked(v, next)
+		}
+	}
+	p.stopKeyframes()
+}
+
+// addViewer registers v and attaches it to the publisher it wants.
+func (h *hub) addViewer(v *viewer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.viewers[v.s.id] = v
+	for i := len(h.pubs) - 1; i >= 0; i-- {
+		if p := h.pubs[i]; v.want == "" || v.want == p.s.id {
+			h.followLocked(v, p)
+			return
+		}
+	}
+}
+
+func (h *hub) removeViewer(v *viewer) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unfollowLocked(v)
+	delete(h.viewers, v.s.id)
+}
+
+// empty reports whether the hub has no member left.
+func (h *hub) empty() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.pubs) == 0 && len(h.viewers) == 0
+}
+
+// publisherIDs returns the live publishers, newest first.
+func (h *hub) publisherIDs() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.pubs))
+	for i := len(h.pubs) - 1; i >= 0; i-- {
+		out = append(out, h.pubs[i].s.id)
+	}
+	return out
+}
+
+func (h *hub) followLocked(v *viewer, p *publisher) {
+	if v.following == p {
+		return
+	}
+	h.unfollowLocked(v)
+	v.following = p
+	v.s.emitTimeline("following", p.s.id)
+	video := false
+	for _, f := range p.tracks {
+		if h.attachLocked(v, p, f) && f.kind == webrtc.RTPCodecTypeVideo {
+			video = true
+		}
+	}
+	if video {
+		p.requestKeyframe()
+	}
+}
+
+// attachLocked attaches v's sink of f's kind to f, unless v did not offer a
+// codec that can carry f's: then the mismatch goes into v's timeline.
+func (h *hub) attachLocked(v *viewer, p *publisher, f *forwarder) bool {
+	t := v.sinks[f.kind]
+	if t == nil {
+		return false
+	}
+	if !t.accepts(f.codec.RTPCodecCapability) {
+		v.s.emitTimeline("codec-mismatch", "publisher "+p.s.id+" sends "+f.codec.MimeType+
+			", which this viewer did not offer")
+		return false
+	}
+	f.addSink(t)
+	return true
+}
+
+func (h *hub) unfollowLocked(v *viewer) {
+	p := v.following
+	if p == nil {
+		return
+	}
+	for kind, f := range p.tracks {
+		if t := v.sinks[kind]; t != nil {
+			f.removeSink(t)
+		}
+	}
+	v.following = nil
+}
+
+// viewerWantsKeyframe forwards a viewer's PLI or FIR to its publisher.
+func (h *hub) viewerWantsKeyframe(v *viewer) {
+	h.mu.Lock()
+	p := v.following
+	h.mu.Unlock()
+	if p != nil {
+		p.requestKeyframe()
+	}
+}
+
+// requestKeyframe sends a PLI to the publisher now, or once at the end of
+// the current rate-limit interval.
+func (p *publisher) requestKeyframe() {
+	p.kfMu.Lock()
+	defer p.kfMu.Unlock()
+	if p.kfClosed || p.kfPending {
+		return
+	}
+	wait := keyframeInterval - time.Since(p.kfLast)
+	if wait <= 0 {
+		p.kfLast = time.Now()
+		go p.sendPLI()
+		return
+	}
+	p.kfPending = true
+	p.kfTimer = time.AfterFunc(wait, func() {
+		p.kfMu.Lock()
+		p.kfPending = false
+		closed := p.kfClosed
+		p.kfLast = time.Now()
+		p.kfMu.Unlock()
+		if !closed {
+			p.sendPLI()
+		}
+	})
+}
+
+func (p *publisher) stopKeyframes() {
+	p.kfMu.Lock()
+	defer p.kfMu.Unlock()
+	p.kfClosed = true
+	if p.kfTimer != nil {
+		p.kfTimer.Stop()
+	}
+}
+
+func (p *publisher) sendPLI() {
+	ssrc := p.videoSSRC.Load()
+	if ssrc == 0 {
+		return
+	}
+	if err := p.s.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err == nil {
+		p.s.plisSent.Add(1)
+	}
+}

@@ -1,0 +1,461 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// session is one live peer connection bound to one lease.
+type session struct {
+	id, room, want string
+	role           Role
+	offer          string
+	e              *engine
+	hub            *hub
+
+	lease *Lease
+	pc    *webrtc.PeerConnection
+	pub   *publisher
+	view  *viewer
+
+	// sigMu serialises signalling (answer, trickle, restart) on pc.
+	sigMu sync.Mutex
+
+	closeOnce sync.Once
+	done      chan struct{}  // closed when teardown starts
+	ended     chan struct{}  // closed when teardown has finished
+	wg        sync.WaitGroup // goroutines reading from pc
+	setup     *time.Timer
+
+	connected  atomic.Bool
+	packetsIn  atomic.Uint64
+	bytesIn    atomic.Uint64
+	lastRTPIn  atomic.Int64
+	firstRTPIn atomic.Bool
+	plisSent   atomic.Uint64
+	lastCount  Counters // tick goroutine only
+	created    time.Time
+}
+
+func newSession(e *engine, req SessionRequest) *session {
+	return &session{
+		id: req.ID, room: req.Room, role: req.Role, want: req.PublisherID, offer: req.Offer,
+		e: e, done: make(chan struct{}), ended: make(chan struct{}), created: time.Now(),
+	}
+}
+
+func (s *session) event(ev Event) {
+	ev.SessionID, ev.Room, ev.Role = s.id, s.room, s.role
+	s.e.emit(ev)
+}
+
+func (s *session) emitTimeline(name, detail string) {
+	s.event(Event{Kind: EventTimeline, Name: name, Detail: detail})
+}
+
+// start leases a port, builds the peer connection and answers the offer.
+func (s *session) start(ctx context.Context) (*Answer, error) {
+	s.emitTimeline("offer", fmt.Sprintf("%d client candidates: %s", len(candidateLines(s.offer)),
+		strings.Join(candidateLines(s.offer), "; ")))
+	lease, err := s.e.pool.Acquire(s.id, s.room, s.role, s.onPortPacket)
+	if err != nil {
+		return nil, err
+	}
+	s.lease = lease
+	se, err := s.e.settingEngine(lease)
+	if err != nil {
+		return nil, err
+	}
+	api := webrtc.NewAPI(
+		webrtc.WithMediaEngine(s.e.mediaEngine),
+		webrtc.WithInterceptorRegistry(s.e.registry),
+		webrtc.WithSettingEngine(*se),
+	)
+	pc, err := api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{s.e.cert}})
+	if err != nil {
+		return nil, err
+	}
+	s.pc = pc
+	s.watchState()
+	if s.e.cfg.SetupTimeout > 0 {
+		s.setup = time.AfterFunc(s.e.cfg.SetupTimeout, func() {
+			if !s.connected.Load() {
+				s.close(fmt.Sprintf("setup timeout: not connected within %s", s.e.cfg.SetupTimeout))
+			}
+		})
+	}
+
+	if s.role == RolePublisher {
+		s.pub = &publisher{s: s}
+		pc.OnTrack(s.onTrack)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.offer}); err != nil {
+		return nil, detail(ErrBadOffer, "%v", err)
+	}
+	if s.role == RoleViewer {
+		if err := s.addSinks(); err != nil {
+			return nil, err
+		}
+	}
+	answer, err := s.answer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Only now the session joins its room: a failed setup never shows up
+	// among the publishers or viewers.
+	if s.role == RolePublisher {
+		s.hub.addPublisher(s.pub)
+	} else {
+		s.hub.addViewer(s.view)
+	}
+	pubAddr := publicAddr(s.e.cfg.PublicIPs, lease.PublicPort)
+	if pubAddr == "" {
+		pubAddr = firstCandidateAddr(answer)
+	}
+	s.emitTimeline("answer", fmt.Sprintf("lease local UDP %d, public %s; candidates: %s",
+		lease.LocalPort, pubAddr, strings.Join(candidateLines(answer), "; ")))
+	return &Answer{SDP: answer, LocalPort: lease.LocalPort, PublicAddr: pubAddr, Codecs: answerCodecs(answer)}, nil
+}
+
+// answer creates the answer, waits for gathering (all candidates go in the
+// answer: pinhole does not trickle, RFC 9725 section 4.3.1) and rewrites
+// candidate ports to the public port.
+func (s *session) answer(ctx context.Context) (string, error) {
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	ans, err := s.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", detail(ErrUnsupportedTracks, "%v", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(s.pc)
+	if err := s.pc.SetLocalDescription(ans); err != nil {
+		return "", detail(ErrBadOffer, "%v", err)
+	}
+	timer := time.NewTimer(gatherTimeout)
+	defer timer.Stop()
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-timer.C:
+		return "", errors.New("ICE gathering did not complete")
+	}
+	local := s.pc.LocalDescription()
+	if local == nil {
+		return "", errors.New("no local description")
+	}
+	return rewriteCandidatePorts(local.SDP, s.lease.LocalPort, s.lease.PublicPort), nil
+}
+
+// addSinks gives a viewer one outgoing track per kind it offered to receive.
+func (s *session) addSinks() error {
+	s.view = &viewer{s: s, want: s.want, sinks: map[webrtc.RTPCodecType]*sinkTrack{}}
+	for _, t := range s.pc.GetTransceivers() {
+		kind := t.Kind()
+		if s.view.sinks[kind] != nil || (kind != webrtc.RTPCodecTypeAudio && kind != webrtc.RTPCodecTypeVideo) {
+			continue
+		}
+		if t.Direction() == webrtc.RTPTransceiverDirectionInactive {
+			continue
+		}
+		track := newSinkTrack(kind, "pinhole-"+s.room)
+		track.onFirstWrite = func() { s.emitTimeline("first-rtp-out", kind.String()) }
+		sender, err := s.pc.AddTrack(track)
+		if err != nil {
+			return detail(ErrUnsupportedTracks, "%s: %v", kind, err)
+		}
+		s.view.sinks[kind] = track
+		s.readRTCP(sender, kind == webrtc.RTPCodecTypeVideo)
+	}
+	if len(s.view.sinks) == 0 {
+		return detail(ErrUnsupportedTracks, "the offer receives no audio or video")
+	}
+	return nil
+}
+
+// readRTCP drains a viewer's RTCP (the NACK responder and reports work on
+// it as it passes) and forwards its keyframe requests to the publisher.
+func (s *session) readRTCP(sender *webrtc.RTPSender, video bool) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := sender.Read(buf)
+			if err != nil {
+				return
+			}
+			if !video {
+				continue
+			}
+			pkts, err := rtcp.Unmarshal(buf[:n])
+			if err != nil {
+				continue
+			}
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					s.hub.viewerWantsKeyframe(s.view)
+				}
+			}
+		}
+	}()
+}
+
+// onTrack starts forwarding a publisher track.
+func (s *session) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	f := &forwarder{kind: remote.Kind(), codec: remote.Codec(), remote: remote}
+	f.ck = kindOf(f.codec.MimeType)
+	s.emitTimeline("track", fmt.Sprintf("%s %s", remote.Kind(), f.codec.MimeType))
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		// Drain RTCP (sender reports) so the receiver's interceptors run.
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := recv.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		s.hub.addTrack(s.pub, f)
+		f.run(s)
+	}()
+}
+
+// rtpIn counts a packet from a publisher.
+func (s *session) rtpIn(n int) {
+	s.packetsIn.Add(1)
+	s.bytesIn.Add(uint64(n))
+	s.lastRTPIn.Store(time.Now().UnixNano())
+	if !s.firstRTPIn.Load() && s.firstRTPIn.CompareAndSwap(false, true) {
+		s.emitTimeline("first-rtp-in", "")
+	}
+}
+
+// onPortPacket runs on the lease's read goroutine for the first packet and
+// each new source address.
+func (s *session) onPortPacket(port int, from netip.AddrPort, first bool) {
+	if first {
+		s.emitTimeline("first-packet", fmt.Sprintf("local UDP %d from %s", port, from))
+	}
+	s.event(Event{Kind: EventRemoteAddr, Detail: from.String()})
+}
+
+// watchState reports state changes and ends the session when ICE fails or
+// the peer closes. Teardown runs on its own goroutine: Pion's callbacks must
+// not close their own peer connection synchronously.
+func (s *session) watchState() {
+	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.event(Event{Kind: EventState, State: st.String()})
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			if s.connected.CompareAndSwap(false, true) && s.setup != nil {
+				s.setup.Stop()
+			}
+		case webrtc.PeerConnectionStateFailed:
+			go s.close("connection failed")
+		case webrtc.PeerConnectionStateClosed:
+			go s.close("peer connection closed")
+		}
+	})
+	s.pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		switch st {
+		case webrtc.ICEConnectionStateChecking:
+			s.emitTimeline("ice-checking", "")
+		case webrtc.ICEConnectionStateConnected:
+			s.emitTimeline("ice-connected", "")
+		case webrtc.ICEConnectionStateDisconnected:
+			s.emitTimeline("ice-disconnected", "")
+		case webrtc.ICEConnectionStateFailed:
+			s.emitTimeline("ice-failed", fmt.Sprintf("%d packets reached local UDP %d", s.lease.PacketsIn(), s.lease.LocalPort))
+		}
+	})
+	sctp := s.pc.SCTP()
+	if sctp == nil {
+		return
+	}
+	dtls := sctp.Transport()
+	dtls.OnStateChange(func(st webrtc.DTLSTransportState) {
+		switch st {
+		case webrtc.DTLSTransportStateConnected:
+			s.emitTimeline("dtls-connected", "")
+		case webrtc.DTLSTransportStateFailed:
+			s.emitTimeline("dtls-failed", "")
+		}
+	})
+	dtls.ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		d := p.String()
+		if p.Local != nil && p.Remote != nil {
+			d = fmt.Sprintf("local %s:%d (%s) <-> remote %s:%d (%s)", p.Local.Address, p.Local.Port, p.Local.Typ,
+				p.Remote.Address, p.Remote.Port, p.Remote.Typ)
+		}
+		s.event(Event{Kind: EventSelectedPair, Detail: d})
+	})
+}
+
+// trickle adds remote candidates (RFC 8840) to the session.
+func (s *session) trickle(body string) error {
+	f, err := parseSDPFrag(body)
+	if err != nil {
+		return err
+	}
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	if rd := s.pc.RemoteDescription(); rd != nil && f.ufrag != "" {
+		if cur := iceUfrag(rd.SDP); cur != "" && cur != f.ufrag {
+			return detail(ErrBadFragment, "ice-ufrag %q does not match the session's %q: an ICE restart needs If-Match: \"*\"", f.ufrag, cur)
+		}
+	}
+	for _, c := range f.candidates {
+		init := webrtc.ICECandidateInit{Candidate: c.candidate}
+		if c.mid != "" {
+			mid := c.mid
+			init.SDPMid = &mid
+		} else {
+			zero := uint16(0)
+			init.SDPMLineIndex = &zero
+		}
+		if err := s.pc.AddICECandidate(init); err != nil {
+			return detail(ErrBadFragment, "candidate %q: %v", truncate(c.candidate, 60), err)
+		}
+	}
+	s.emitTimeline("trickle", fmt.Sprintf("%d candidates", len(f.candidates)))
+	return nil
+}
+
+// restart performs an ICE restart (RFC 9725 section 4.3.2): the remote offer
+// is the last one with the fragment's credentials, answered with fresh ones.
+func (s *session) restart(body string) (string, error) {
+	f, err := parseSDPFrag(body)
+	if err != nil {
+		return "", err
+	}
+	if f.ufrag == "" || f.pwd == "" {
+		return "", detail(ErrBadFragment, "an ICE restart needs a=ice-ufrag and a=ice-pwd")
+	}
+	s.sigMu.Lock()
+	rd := s.pc.RemoteDescription()
+	if rd == nil {
+		s.sigMu.Unlock()
+		return "", detail(ErrBadFragment, "no remote description to restart")
+	}
+	offer := replaceICECredentials(rd.SDP, f.ufrag, f.pwd)
+	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		s.sigMu.Unlock()
+		return "", detail(ErrBadFragment, "%v", err)
+	}
+	s.sigMu.Unlock()
+	ans, err := s.answer(context.Background())
+	if err != nil {
+		return "", err
+	}
+	for _, c := range f.candidates {
+		mid := c.mid
+		_ = s.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.candidate, SDPMid: &mid})
+	}
+	s.emitTimeline("ice-restart", "")
+	return answerFragment(ans), nil
+}
+
+func iceUfrag(sdpText string) string {
+	for _, line := range strings.Split(sdpText, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "a=ice-ufrag:"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func firstCandidateAddr(answer string) string {
+	for _, c := range candidateLines(answer) {
+		f := strings.Fields(c)
+		if len(f) >= 6 {
+			port, _ := strconv.Atoi(f[5])
+			return net.JoinHostPort(f[4], strconv.Itoa(port))
+		}
+	}
+	return ""
+}
+
+// counters sums what the session received and sent.
+func (s *session) counters() Counters {
+	c := Counters{PacketsIn: s.packetsIn.Load(), BytesIn: s.bytesIn.Load()}
+	if s.view != nil {
+		for _, t := range s.view.sinks {
+			c.PacketsOut += t.packets.Load()
+			c.BytesOut += t.bytes.Load()
+		}
+	}
+	return c
+}
+
+func (s *session) reportCounters() {
+	c := s.counters()
+	if c == s.lastCount {
+		return
+	}
+	s.lastCount = c
+	s.event(Event{Kind: EventCounters, Counters: c})
+}
+
+// idle reports whether a connected publisher has sent no RTP for d.
+func (s *session) idle(now time.Time, d time.Duration) bool {
+	if d <= 0 || s.role != RolePublisher || !s.connected.Load() {
+		return false
+	}
+	last := s.lastRTPIn.Load()
+	if last == 0 {
+		last = s.created.UnixNano()
+	}
+	return now.Sub(time.Unix(0, last)) > d
+}
+
+// close ends the session exactly once, in reverse order of acquisition:
+// leave the room, close the peer connection, wait for its readers, free the
+// lease, then report. Callers from Pion callbacks must use a goroutine.
+func (s *session) close(reason string) {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.setup != nil {
+			s.setup.Stop()
+		}
+		if s.pub != nil {
+			s.hub.removePublisher(s.pub)
+		}
+		if s.view != nil {
+			s.hub.removeViewer(s.view)
+		}
+		if s.pc != nil {
+			_ = s.pc.Close()
+		}
+		s.wg.Wait()
+		if s.lease != nil {
+			_ = s.lease.Close()
+		}
+		s.e.forget(s)
+		s.event(Event{Kind: EventCounters, Counters: s.counters()})
+		s.event(Event{Kind: EventClosed, Detail: reason})
+		close(s.ended)
+	})
+	// Concurrent callers return only once the first has finished.
+	<-s.ended
+}

@@ -1,0 +1,262 @@
+package media
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// sinkTrack is a viewer's outgoing track of one kind. Unlike
+// TrackLocalStaticRTP it is not tied to one codec: the viewer's answer
+// carries every codec both sides support, and the sink writes each packet
+// with the payload type the viewer negotiated for the *publisher's* codec.
+// That is what lets a viewer arrive before any publisher, or stay while
+// publishers with another codec come and go, without renegotiation (WHEP
+// has no server-initiated renegotiation).
+type sinkTrack struct {
+	kind     webrtc.RTPCodecType
+	id       string
+	streamID string
+
+	// bound holds the binding once Pion has negotiated the sender.
+	bound atomic.Pointer[binding]
+
+	// mu guards the rewrite state below. It is held only to compute the
+	// outgoing header, never across WriteRTP.
+	mu sync.Mutex
+	// srcSSRC is the publisher stream currently followed; 0 none yet.
+	srcSSRC  uint32
+	haveOut  bool
+	seqDelta uint16
+	tsDelta  uint32
+	lastSeq  uint16
+	lastTS   uint32
+	// needKey is set while a video sink waits for a keyframe: after it
+	// attaches to a publisher, nothing else can be decoded.
+	needKey bool
+	// ptCache maps a publisher codec key to the viewer's payload type.
+	ptCache map[string]ptResult
+
+	// onFirstWrite fires once, at the first packet written.
+	onFirstWrite func()
+	wroteOnce    atomic.Bool
+	packets      atomic.Uint64
+	bytes        atomic.Uint64
+}
+
+type binding struct {
+	ssrc   uint32
+	stream webrtc.TrackLocalWriter
+	codecs []webrtc.RTPCodecParameters
+}
+
+type ptResult struct {
+	pt uint8
+	ok bool
+}
+
+func newSinkTrack(kind webrtc.RTPCodecType, streamID string) *sinkTrack {
+	return &sinkTrack{kind: kind, id: kind.String(), streamID: streamID, ptCache: map[string]ptResult{}}
+}
+
+// Bind is called by Pion once the answer is negotiated. It returns the
+// preferred codec so Pion's reports and interceptors have one to describe
+// the stream; packets carry the payload type of the publisher's codec.
+func (t *sinkTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codecs := ctx.CodecParameters()
+	var first *webrtc.RTPCodecParameters
+	for i := range codecs {
+		if !isAuxCodec(codecs[i].MimeType) {
+			first = &codecs[i]
+			break
+		}
+	}
+	if first == nil {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	t.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), stream: ctx.WriteStream(), codecs: codecs})
+	return *first, nil
+}
+
+// Unbind is called when the sender stops.
+func (t *sinkTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.bound.Store(nil)
+	return nil
+}
+
+// ID implements webrtc.TrackLocal.
+func (t *sinkTrack) ID() string { return t.id }
+
+// RID implements webrtc.TrackLocal.
+func (t *sinkTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal.
+func (t *sinkTrack) StreamID() string { return t.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (t *sinkTrack) Kind() webrtc.RTPCodecType { return t.kind }
+
+// isAuxCodec tells retransmission and FEC formats from media codecs.
+func isAuxCodec(mime string) bool {
+	m := strings.ToLower(mime)
+	return strings.HasSuffix(m, "/rtx") || strings.HasSuffix(m, "/red") || strings.HasSuffix(m, "/ulpfec") || strings.HasSuffix(m, "/flexfec-03")
+}
+
+// payloadType finds the viewer's payload type for a publisher codec.
+func (t *sinkTrack) payloadType(b *binding, src webrtc.RTPCodecParameters) (uint8, bool) {
+	key := src.MimeType + ";" + src.SDPFmtpLine
+	if r, ok := t.ptCache[key]; ok {
+		return r.pt, r.ok
+	}
+	r := ptResult{}
+	if c, ok := matchCodec(b.codecs, src.RTPCodecCapability); ok {
+		r = ptResult{pt: uint8(c.PayloadType), ok: true}
+	}
+	t.ptCache[key] = r
+	return r.pt, r.ok
+}
+
+// accepts reports whether the viewer negotiated a codec that can carry src.
+// Before binding (answer not yet applied) it cannot tell and says yes.
+func (t *sinkTrack) accepts(src webrtc.RTPCodecCapability) bool {
+	b := t.bound.Load()
+	if b == nil {
+		return true
+	}
+	_, ok := matchCodec(b.codecs, src)
+	return ok
+}
+
+// matchCodec picks among negotiated codecs the one that can carry src: same
+// mime type and, for H.264, the same packetization mode and profile.
+func matchCodec(codecs []webrtc.RTPCodecParameters, src webrtc.RTPCodecCapability) (webrtc.RTPCodecParameters, bool) {
+	var loose *webrtc.RTPCodecParameters
+	for i := range codecs {
+		c := &codecs[i]
+		if !strings.EqualFold(c.MimeType, src.MimeType) {
+			continue
+		}
+		if kindOf(src.MimeType) != codecH264 {
+			return *c, true
+		}
+		if fmtpValue(c.SDPFmtpLine, "packetization-mode") != fmtpValue(src.SDPFmtpLine, "packetization-mode") {
+			continue
+		}
+		if h264Profile(c.SDPFmtpLine) == h264Profile(src.SDPFmtpLine) {
+			return *c, true
+		}
+		if loose == nil {
+			loose = c
+		}
+	}
+	if loose != nil {
+		return *loose, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
+
+func fmtpValue(fmtp, key string) string {
+	for _, kv := range strings.Split(fmtp, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(k, key) {
+			return strings.ToLower(v)
+		}
+	}
+	if key == "packetization-mode" {
+		return "0" // RFC 6184 section 8.1 default
+	}
+	return ""
+}
+
+// h264Profile returns profile_idc and the constraint byte of profile-level-id
+// (the level does not matter for decoding compatibility here).
+func h264Profile(fmtp string) string {
+	v := fmtpValue(fmtp, "profile-level-id")
+	if len(v) < 4 {
+		return "42e0" // constrained baseline, what browsers assume by default
+	}
+	return v[:4]
+}
+
+// resetSource makes the sink wait for a keyframe (video) and rebase its
+// sequence numbers and timestamps on the next packet, so the stream the
+// viewer sees stays continuous across a publisher switch.
+func (t *sinkTrack) resetSource() {
+	t.mu.Lock()
+	t.srcSSRC = 0
+	t.needKey = t.kind == webrtc.RTPCodecTypeVideo
+	t.mu.Unlock()
+}
+
+// tsGap is the timestamp step put between the last packet of one source
+// and the first of the next: one 30 fps video frame, one 20 ms Opus frame.
+func tsGap(kind webrtc.RTPCodecType) uint32 {
+	if kind == webrtc.RTPCodecTypeVideo {
+		return 90000 / 30
+	}
+	return 960
+}
+
+// write forwards one publisher packet to this viewer. out is scratch space
+// owned by the calling forwarder goroutine. It returns false when the sink is
+// not ready or the packet was dropped (waiting for a keyframe, codec the
+// viewer did not offer).
+func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe bool, out *rtp.Header) bool {
+	b := t.bound.Load()
+	if b == nil {
+		return false
+	}
+	t.mu.Lock()
+	if t.needKey && !keyframe {
+		t.mu.Unlock()
+		return false
+	}
+	pt, ok := t.payloadType(b, *src)
+	if !ok {
+		t.mu.Unlock()
+		return false
+	}
+	t.needKey = false
+	if p.SSRC != t.srcSSRC {
+		if t.haveOut {
+			t.seqDelta = t.lastSeq + 1 - p.SequenceNumber
+			t.tsDelta = t.lastTS + tsGap(t.kind) - p.Timestamp
+		} else {
+			t.seqDelta, t.tsDelta = 0, 0
+		}
+		t.srcSSRC = p.SSRC
+	}
+	seq := p.SequenceNumber + t.seqDelta
+	ts := p.Timestamp + t.tsDelta
+	// Only move forward: a reordered or retransmitted older packet must not
+	// pull the base back for the next source switch.
+	if !t.haveOut || int16(seq-t.lastSeq) > 0 {
+		t.lastSeq, t.lastTS = seq, ts
+	}
+	t.haveOut = true
+	t.mu.Unlock()
+
+	*out = rtp.Header{
+		Version:        2,
+		Marker:         p.Marker,
+		PayloadType:    pt,
+		SequenceNumber: seq,
+		Timestamp:      ts,
+		SSRC:           b.ssrc,
+		CSRC:           p.CSRC,
+	}
+	if _, err := b.stream.WriteRTP(out, p.Payload); err != nil {
+		// io.ErrClosedPipe and friends: the viewer left; its session
+		// teardown detaches the sink.
+		return false
+	}
+	t.packets.Add(1)
+	t.bytes.Add(uint64(len(p.Payload) + 12))
+	if !t.wroteOnce.Load() && t.wroteOnce.CompareAndSwap(false, true) && t.onFirstWrite != nil {
+		t.onFirstWrite()
+	}
+	return true
+}
