@@ -455,3 +455,144 @@ func TestNoLeaks(t *testing.T) {
 		_ = c.Close()
 	}
 }
+
+// fragmentOf builds the trickle-ice-sdpfrag a WHIP client sends for an ICE
+// restart from its new offer: credentials and candidates (RFC 8840).
+func fragmentOf(offer string) string {
+	var b strings.Builder
+	var ufrag, pwd string
+	var cands []string
+	mid := ""
+	for _, l := range strings.Split(offer, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "a=ice-ufrag:") && ufrag == "":
+			ufrag = l
+		case strings.HasPrefix(l, "a=ice-pwd:") && pwd == "":
+			pwd = l
+		case strings.HasPrefix(l, "a=mid:") && mid == "":
+			mid = l
+		case strings.HasPrefix(l, "a=candidate:"):
+			cands = append(cands, l)
+		}
+	}
+	b.WriteString(ufrag + "\r\n" + pwd + "\r\n")
+	b.WriteString("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\n" + mid + "\r\n")
+	for _, c := range cands {
+		b.WriteString(c + "\r\n")
+	}
+	return b.String()
+}
+
+// applyFragment turns the server's restart answer fragment into the full
+// answer the client applies: the last answer with new credentials and
+// candidates.
+func applyFragment(answer, frag string) string {
+	var ufrag, pwd string
+	var cands []string
+	for _, l := range strings.Split(frag, "\n") {
+		l = strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(l, "a=ice-ufrag:"):
+			ufrag = l
+		case strings.HasPrefix(l, "a=ice-pwd:"):
+			pwd = l
+		case strings.HasPrefix(l, "a=candidate:"):
+			cands = append(cands, l)
+		}
+	}
+	var out []string
+	for _, l := range strings.Split(answer, "\r\n") {
+		switch {
+		case strings.HasPrefix(l, "a=ice-ufrag:"):
+			out = append(out, ufrag)
+		case strings.HasPrefix(l, "a=ice-pwd:"):
+			out = append(out, pwd)
+		case strings.HasPrefix(l, "a=candidate:"), l == "a=end-of-candidates":
+		case strings.HasPrefix(l, "a=mid:"):
+			out = append(out, l)
+			out = append(out, cands...)
+		default:
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\r\n")
+}
+
+// An ICE restart through Restart keeps media flowing on new credentials.
+func TestICERestart(t *testing.T) {
+	f := newEngine(t, 2, nil)
+	p, pid, pans := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
+	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	waitMedia(t, v, 10, 10)
+	pc := p.PeerConnection()
+	offer, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	<-gathered
+	frag, err := f.e.Restart(pid, fragmentOf(pc.LocalDescription().SDP))
+	if err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if !strings.Contains(frag, "a=ice-ufrag:") || !strings.Contains(frag, fmt.Sprintf("127.0.0.1 %d typ host", pans.LocalPort)) {
+		t.Fatalf("restart fragment lacks credentials or candidate:\n%s", frag)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: applyFragment(pans.SDP, frag)}); err != nil {
+		t.Fatalf("client applies restart answer: %v", err)
+	}
+	f.rec.waitFor(t, "ice-restart", func(ev media.Event) bool { return ev.SessionID == pid && ev.Name == "ice-restart" })
+	before := v.Stats().VideoFrames
+	waitMedia(t, v, int(before)+30, 0)
+}
+
+// Trickled candidates are accepted; a fragment for other credentials and a
+// malformed one are refused with ErrBadFragment.
+func TestTrickle(t *testing.T) {
+	f := newEngine(t, 1, nil)
+	_, id, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	good := "a=ice-ufrag:%s\r\na=ice-pwd:abcdefabcdefabcdefabcdef\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n"
+	if err := f.e.Trickle(id, "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"); err != nil {
+		t.Fatalf("trickle: %v", err)
+	}
+	for name, body := range map[string]string{
+		"other ufrag": fmt.Sprintf(good, "zzzz"),
+		"garbage":     "hello world",
+		"short cand":  "a=candidate:1 1 udp\r\n",
+		"empty":       "\r\n",
+	} {
+		if err := f.e.Trickle(id, body); !errors.Is(err, media.ErrBadFragment) {
+			t.Errorf("%s: err %v, want ErrBadFragment", name, err)
+		}
+	}
+	if err := f.e.Trickle("nope", good); !errors.Is(err, media.ErrSessionNotFound) {
+		t.Errorf("unknown session: %v", err)
+	}
+}
+
+// With --peers-per-port 3, three viewers share one port and all get media.
+func TestPeersPerPort(t *testing.T) {
+	f := newEngine(t, 2, func(c *media.Config) { c.PeersPerPort = 3 })
+	_, _, pans := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
+	ports := map[int]int{pans.LocalPort: 1}
+	var vs []*mediatest.Viewer
+	for i := 0; i < 3; i++ {
+		v, _, ans := f.watch(t, "r", "", mediatest.ViewerOptions{})
+		ports[ans.LocalPort]++
+		vs = append(vs, v)
+	}
+	for _, v := range vs {
+		waitMedia(t, v, 10, 10)
+	}
+	if len(ports) != 2 {
+		t.Fatalf("4 sessions on ports %v, want 2 ports shared", ports)
+	}
+	if free, total := f.e.Capacity(); total != 6 || free != 2 {
+		t.Fatalf("capacity %d/%d, want 2/6", free, total)
+	}
+}
