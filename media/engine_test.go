@@ -596,3 +596,44 @@ func TestPeersPerPort(t *testing.T) {
 		t.Fatalf("capacity %d/%d, want 2/6", free, total)
 	}
 }
+
+// A connected publisher that sends no RTP is closed at the idle timeout;
+// CloseRoom ends every session of a room and frees their ports.
+func TestIdlePublisherAndCloseRoom(t *testing.T) {
+	f := newEngine(t, 3, func(c *media.Config) { c.IdleTimeout = time.Second })
+	p := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
+	offer, err := p.Offer(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle := newID()
+	ans, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: idle, Room: "quiet", Offer: offer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetAnswer(ans.SDP); err != nil {
+		t.Fatal(err)
+	}
+	// Connected but never started: no RTP.
+	if err := p.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	ev := f.rec.waitFor(t, "idle close", closedEvent(idle))
+	if !strings.Contains(ev.Detail, "idle publisher") {
+		t.Fatalf("reason %q", ev.Detail)
+	}
+
+	_, a, _ := f.publish(t, "busy", mediatest.PublisherOptions{Video: "vp8"})
+	_, b, _ := f.watch(t, "busy", "", mediatest.ViewerOptions{})
+	if n := f.e.CloseRoom("busy", "room deleted"); n != 2 {
+		t.Fatalf("CloseRoom ended %d sessions, want 2", n)
+	}
+	for _, id := range []string{a, b} {
+		if f.e.Live(id) {
+			t.Fatalf("session %s still live", id)
+		}
+	}
+	if free, total := f.e.Capacity(); free != total {
+		t.Fatalf("free %d of %d", free, total)
+	}
+}
