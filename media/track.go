@@ -37,8 +37,12 @@ type sinkTrack struct {
 	// needKey is set while a video sink waits for a keyframe: after it
 	// attaches to a publisher, nothing else can be decoded.
 	needKey bool
-	// ptCache maps a publisher codec key to the viewer's payload type.
-	ptCache map[string]ptResult
+	// ptSrc, ptVal and ptOK cache the viewer's payload type for the codec
+	// of the forwarder last written from (its parameters never change), so
+	// the packet path neither allocates nor searches.
+	ptSrc *webrtc.RTPCodecParameters
+	ptVal uint8
+	ptOK  bool
 
 	// onFirstWrite fires once, at the first packet written.
 	onFirstWrite func()
@@ -53,13 +57,8 @@ type binding struct {
 	codecs []webrtc.RTPCodecParameters
 }
 
-type ptResult struct {
-	pt uint8
-	ok bool
-}
-
 func newSinkTrack(kind webrtc.RTPCodecType, streamID string) *sinkTrack {
-	return &sinkTrack{kind: kind, id: kind.String(), streamID: streamID, ptCache: map[string]ptResult{}}
+	return &sinkTrack{kind: kind, id: kind.String(), streamID: streamID}
 }
 
 // Bind is called by Pion once the answer is negotiated. It returns the
@@ -77,6 +76,9 @@ func (t *sinkTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if first == nil {
 		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 	}
+	t.mu.Lock()
+	t.ptSrc = nil // payload types belong to the previous binding
+	t.mu.Unlock()
 	t.bound.Store(&binding{ssrc: uint32(ctx.SSRC()), stream: ctx.WriteStream(), codecs: codecs})
 	return *first, nil
 }
@@ -105,18 +107,14 @@ func isAuxCodec(mime string) bool {
 	return strings.HasSuffix(m, "/rtx") || strings.HasSuffix(m, "/red") || strings.HasSuffix(m, "/ulpfec") || strings.HasSuffix(m, "/flexfec-03")
 }
 
-// payloadType finds the viewer's payload type for a publisher codec.
-func (t *sinkTrack) payloadType(b *binding, src webrtc.RTPCodecParameters) (uint8, bool) {
-	key := src.MimeType + ";" + src.SDPFmtpLine
-	if r, ok := t.ptCache[key]; ok {
-		return r.pt, r.ok
+// payloadType finds the viewer's payload type for a publisher codec. Called
+// with mu held.
+func (t *sinkTrack) payloadType(b *binding, src *webrtc.RTPCodecParameters) (uint8, bool) {
+	if t.ptSrc != src {
+		c, ok := matchCodec(b.codecs, src.RTPCodecCapability)
+		t.ptSrc, t.ptVal, t.ptOK = src, uint8(c.PayloadType), ok
 	}
-	r := ptResult{}
-	if c, ok := matchCodec(b.codecs, src.RTPCodecCapability); ok {
-		r = ptResult{pt: uint8(c.PayloadType), ok: true}
-	}
-	t.ptCache[key] = r
-	return r.pt, r.ok
+	return t.ptVal, t.ptOK
 }
 
 // accepts reports whether the viewer negotiated a codec that can carry src.
@@ -214,7 +212,7 @@ func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyfram
 		t.mu.Unlock()
 		return false
 	}
-	pt, ok := t.payloadType(b, *src)
+	pt, ok := t.payloadType(b, src)
 	if !ok {
 		t.mu.Unlock()
 		return false
