@@ -81,24 +81,28 @@ func (n Network) settingEngine() webrtc.SettingEngine {
 		return false
 	}
 	se.SetIPFilter(isAllowed)
-	// The interface filter keeps Pion from even enumerating interfaces that
-	// carry none of the allowed addresses.
-	se.SetInterfaceFilter(func(name string) bool {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			return false
-		}
-		addrs, err := ifi.Addrs()
-		if err != nil {
-			return false
-		}
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && isAllowed(ipn.IP) {
-				return true
+	// On the loopback default, also keep Pion from enumerating any
+	// interface but the one holding 127.0.0.1. Custom addresses (network
+	// namespaces, a vnet installed by Configure, whose interfaces the OS
+	// does not know) rely on the IP filter alone.
+	if len(n.AllowedIPs) == 0 {
+		se.SetInterfaceFilter(func(name string) bool {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil {
+				return false
 			}
-		}
-		return false
-	})
+			addrs, err := ifi.Addrs()
+			if err != nil {
+				return false
+			}
+			for _, a := range addrs {
+				if ipn, ok := a.(*net.IPNet); ok && isAllowed(ipn.IP) {
+					return true
+				}
+			}
+			return false
+		})
+	}
 	if n.Configure != nil {
 		n.Configure(&se)
 	}

@@ -179,26 +179,35 @@ func newForwarder(t *testing.T, codec string) *forwarder {
 	return f
 }
 
-// answer answers an offer on pc with every candidate gathered.
-func answer(ctx context.Context, t *testing.T, pc *webrtc.PeerConnection, offer string) string {
-	t.Helper()
+// answerSDP answers an offer on pc with every candidate gathered.
+func answerSDP(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	ans, err := pc.CreateAnswer(nil)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(ans); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	select {
 	case <-gathered:
 	case <-ctx.Done():
-		t.Fatal(ctx.Err())
+		return "", ctx.Err()
 	}
-	return pc.LocalDescription().SDP
+	return pc.LocalDescription().SDP, nil
+}
+
+// answer is answerSDP failing the test on error.
+func answer(ctx context.Context, t *testing.T, pc *webrtc.PeerConnection, offer string) string {
+	t.Helper()
+	sdp, err := answerSDP(ctx, pc, offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sdp
 }
 
 // connectPublisher answers p on the forwarder's publisher side.
@@ -348,4 +357,100 @@ func TestPublisherViewer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// clipPackets packetizes n frames of a codec's clip (looping) as Pion's
+// sender would: one RTP timestamp per frame, marker on its last packet.
+func clipPackets(t *testing.T, codec string, payloader rtp.Payloader, n int) (pkts []*rtp.Packet, frameOf []int) {
+	t.Helper()
+	c, err := loadClip(DefaultClipDir(), codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, ts := uint16(65000), uint32(1) // wraps the sequence number on purpose
+	for i := 0; i < n; i++ {
+		payloads := payloader.Payload(1200, c.frames[i%len(c.frames)].data)
+		for j, pl := range payloads {
+			pkts = append(pkts, &rtp.Packet{
+				Header:  rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: ts, Marker: j == len(payloads)-1},
+				Payload: pl,
+			})
+			frameOf = append(frameOf, i)
+			seq++
+		}
+		ts += 3000
+	}
+	return pkts, frameOf
+}
+
+type frameTally struct{ frames, keys, decodable, gaps int }
+
+func (ft *frameTally) add(r frameResult) {
+	ft.frames++
+	if r.key {
+		ft.keys++
+	}
+	if r.decodable {
+		ft.decodable++
+	}
+	if r.gap {
+		ft.gaps++
+	}
+}
+
+// TestVideoFrames checks the decodability judgement packet by packet: a
+// clean stream is decodable from its first keyframe, a lost packet stops
+// decoding until the next keyframe, and a stream replaced behind the same
+// track (a sequence number jump) recovers at its first keyframe.
+func TestVideoFrames(t *testing.T) {
+	const n = 240 // two loops of the clip: keyframes at 0, 30, ... 210
+	t.Run("clean", func(t *testing.T) {
+		pkts, _ := clipPackets(t, CodecVP8, &codecs.VP8Payloader{EnablePictureID: true}, n)
+		var ft frameTally
+		f := newVideoFrames(webrtc.MimeTypeVP8, 90000)
+		for _, p := range pkts {
+			f.push(p, ft.add)
+		}
+		// The last frame stays buffered until a later packet shows it ended.
+		if ft.frames != n-1 || ft.decodable != n-1 || ft.keys != 8 || ft.gaps != 0 {
+			t.Fatalf("%+v, want %d frames all decodable, 8 keys, no gap", ft, n-1)
+		}
+	})
+	t.Run("loss", func(t *testing.T) {
+		pkts, frameOf := clipPackets(t, CodecH264, &codecs.H264Payloader{}, n)
+		var ft frameTally
+		f := newVideoFrames(webrtc.MimeTypeH264, 90000)
+		dropped := false
+		for i, p := range pkts {
+			if !dropped && frameOf[i] == 40 { // a delta frame's packet
+				dropped = true
+				continue
+			}
+			f.push(p, ft.add)
+		}
+		// Frames 0-39 decode; 41-59 wait for the keyframe at 60 (frame 40
+		// itself is lost); 60-238 decode again.
+		if ft.gaps != 1 || ft.decodable != 40+179 {
+			t.Fatalf("%+v, want 1 gap and %d decodable", ft, 40+179)
+		}
+	})
+	t.Run("new-stream", func(t *testing.T) {
+		pkts, frameOf := clipPackets(t, CodecVP8, &codecs.VP8Payloader{EnablePictureID: true}, n)
+		var ft frameTally
+		f := newVideoFrames(webrtc.MimeTypeVP8, 90000)
+		for i, p := range pkts {
+			if frameOf[i] >= 100 { // another publisher: other seq and timestamp bases
+				q := *p
+				q.SequenceNumber -= 30000
+				q.Timestamp += 123456789
+				p = &q
+			}
+			f.push(p, ft.add)
+		}
+		// The old stream's last frame (99) never completes; 100-119 wait for
+		// the keyframe at 120.
+		if ft.gaps != 1 || ft.decodable != 99+119 {
+			t.Fatalf("%+v, want 1 gap and %d decodable", ft, 99+119)
+		}
+	})
 }

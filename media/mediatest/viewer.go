@@ -224,34 +224,115 @@ func (r *keyRing) has(ts uint32) bool {
 	return false
 }
 
+// videoFrames rebuilds a track's frames and judges which are decodable.
+// It is separate from the RTP reading so it can be tested packet by packet.
+type videoFrames struct {
+	mime      string
+	clockRate uint32
+	sb        *samplebuilder.SampleBuilder
+	keys      keyRing
+	lastSeq   uint16 // last sequence number of the last frame popped
+	haveSeq   bool
+	pushed    uint16 // last sequence number pushed
+	havePush  bool
+	synced    bool // a keyframe arrived and nothing was lost since
+}
+
+// frameResult describes one rebuilt frame.
+type frameResult struct {
+	key       bool // a complete keyframe
+	decodable bool // a decoder fed since the last keyframe could show it
+	gap       bool // the decodable chain broke just before this frame
+}
+
+// seqJump is a sequence-number jump treated as a new stream (a publisher
+// replaced behind the same track) rather than loss: the sample builder
+// measures distances modulo 2^16 and would otherwise drop the new
+// packets as too old.
+const seqJump = 2 * maxLatePackets
+
+func newVideoFrames(mime string, clockRate uint32) *videoFrames {
+	f := &videoFrames{mime: mime, clockRate: clockRate}
+	f.reset()
+	return f
+}
+
+// reset starts a new sample builder; nil when the codec is unknown.
+func (f *videoFrames) reset() {
+	f.sb = nil
+	if d := depacketizer(f.mime); d != nil {
+		f.sb = samplebuilder.New(maxLatePackets, d, f.clockRate, samplebuilder.WithRTPHeaders(true))
+	}
+}
+
+// push adds a packet and calls fn for every frame completed by it.
+func (f *videoFrames) push(pkt *rtp.Packet, fn func(frameResult)) {
+	if f.sb == nil {
+		return
+	}
+	if f.havePush {
+		if d := int16(pkt.SequenceNumber - f.pushed); d > seqJump || d < -seqJump {
+			f.reset()
+		}
+	}
+	f.pushed, f.havePush = pkt.SequenceNumber, true
+	if IsKeyFrame(f.mime, pkt.Payload) {
+		f.keys.add(pkt.Timestamp)
+	}
+	f.sb.Push(pkt)
+	for s := f.sb.Pop(); s != nil; s = f.sb.Pop() {
+		var r frameResult
+		r.key = f.keys.has(s.PacketTimestamp)
+		// Frames are decodable in a chain: consecutive sequence numbers
+		// from one frame to the next and no packet the builder dropped.
+		contiguous := f.haveSeq && len(s.RTPHeaders) > 0 &&
+			s.RTPHeaders[0].SequenceNumber == f.lastSeq+1 && s.PrevDroppedPackets == 0
+		if len(s.RTPHeaders) > 0 {
+			f.lastSeq = s.RTPHeaders[len(s.RTPHeaders)-1].SequenceNumber
+			f.haveSeq = true
+		}
+		switch {
+		case r.key:
+			f.synced = true
+		case f.synced && !contiguous:
+			f.synced = false
+			r.gap = true
+		}
+		r.decodable = f.synced
+		fn(r)
+	}
+}
+
 // readVideo counts packets, rebuilds frames and counts decodable ones
 // until the track ends.
 func (v *Viewer) readVideo(t *webrtc.TrackRemote) {
 	defer v.wg.Done()
 	mime := t.Codec().MimeType
-	d := depacketizer(mime)
-	var sb *samplebuilder.SampleBuilder
-	if d != nil {
-		sb = samplebuilder.New(maxLatePackets, d, t.Codec().ClockRate, samplebuilder.WithRTPHeaders(true))
+	frames := newVideoFrames(mime, t.Codec().ClockRate)
+	onFrame := func(r frameResult) {
+		v.c.mu.Lock()
+		if r.key {
+			v.stats.KeyFrames++
+			if v.stats.FirstKeyFrameAt.IsZero() {
+				v.stats.FirstKeyFrameAt = time.Now()
+			}
+		}
+		if r.gap {
+			v.stats.Gaps++
+		}
+		if r.decodable {
+			v.stats.VideoFrames++
+		}
+		v.c.broadcast()
+		v.c.mu.Unlock()
 	}
-	var (
-		keys    keyRing
-		lastSeq uint16
-		haveSeq bool
-		synced  bool // a keyframe arrived and nothing was lost since
-	)
 	for {
 		pkt, _, err := t.ReadRTP()
 		if err != nil {
 			return
 		}
 		now := time.Now()
-		key := IsKeyFrame(mime, pkt.Payload)
-		w, h, sized := 0, 0, false
-		if key {
-			keys.add(pkt.Timestamp)
-			w, h, sized = KeyFrameSize(mime, pkt.Payload)
-		}
+		w, h, sized := KeyFrameSize(mime, pkt.Payload)
 		v.c.mu.Lock()
 		if v.stats.FirstRTPAt.IsZero() {
 			v.stats.FirstRTPAt = now
@@ -262,38 +343,7 @@ func (v *Viewer) readVideo(t *webrtc.TrackRemote) {
 			v.stats.Width, v.stats.Height = w, h
 		}
 		v.c.mu.Unlock()
-		if sb == nil {
-			continue
-		}
-		sb.Push(pkt)
-		for s := sb.Pop(); s != nil; s = sb.Pop() {
-			isKey := keys.has(s.PacketTimestamp)
-			// Frames are decodable in a chain: consecutive sequence numbers
-			// from one frame to the next and no packet the builder dropped.
-			contiguous := haveSeq && len(s.RTPHeaders) > 0 &&
-				s.RTPHeaders[0].SequenceNumber == lastSeq+1 && s.PrevDroppedPackets == 0
-			if len(s.RTPHeaders) > 0 {
-				lastSeq = s.RTPHeaders[len(s.RTPHeaders)-1].SequenceNumber
-				haveSeq = true
-			}
-			v.c.mu.Lock()
-			switch {
-			case isKey:
-				synced = true
-				v.stats.KeyFrames++
-				if v.stats.FirstKeyFrameAt.IsZero() {
-					v.stats.FirstKeyFrameAt = time.Now()
-				}
-			case synced && !contiguous:
-				synced = false
-				v.stats.Gaps++
-			}
-			if synced {
-				v.stats.VideoFrames++
-			}
-			v.c.broadcast()
-			v.c.mu.Unlock()
-		}
+		frames.push(pkt, onFrame)
 	}
 }
 
