@@ -1,0 +1,588 @@
+package nattest
+
+// The NAT test builds three network namespaces per case:
+//
+//	client 203.0.113.2 --- 203.0.113.1 router 198.51.100.1 --- 198.51.100.2 host (pinhole)
+//
+// The router DNATs public UDP 203.0.113.1:20111-20115 to the host's local
+// ports 10111-10115 (a different number, so the answer's candidate port
+// must be rewritten) and TCP 8080 to the host's HTTP server. Its forward
+// chain drops everything except replies (ct state established,related) and
+// flows that came in through the DNAT (ct status dnat), and there is no
+// masquerade: UDP that pinhole's host starts itself (its own connectivity
+// checks towards the client) dies at the router, so without the mapping
+// nothing flows. The client has a route to 203.0.113.0/24 only.
+//
+// Each side runs in a child process started with `ip netns exec`: this test
+// binary again, with -nattest.role=server (pinhole's engine, recorder,
+// store and HTTP handlers, exactly as main wires them) or
+// -nattest.role=client (a mediatest Publisher and Viewer speaking WHIP and
+// WHEP to http://203.0.113.1:8080). Sockets belong to the namespace of the
+// process that opens them, and Pion opens sockets on its own goroutines, so
+// separate processes are the only reliable way to keep each side in its
+// namespace.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/handlers"
+	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/media/mediatest"
+	"github.com/pinhole-rtc/pinhole/store"
+)
+
+// Helper-process flags; the parent test sets them, people never do.
+var (
+	role        = flag.String("nattest.role", "", "internal: run as the NAT test's server or client process")
+	publicPorts = flag.String("nattest.public-ports", "", "internal: public ports the server advertises (comma list)")
+)
+
+// Addresses of the topology (documentation ranges, RFC 5737).
+const (
+	clientIP     = "203.0.113.2"
+	routerPubIP  = "203.0.113.1"
+	routerPrivIP = "198.51.100.1"
+	hostIP       = "198.51.100.2"
+	httpPort     = 8080
+	// protoPrefix marks the helper's protocol lines on stdout, apart from
+	// whatever the testing package prints there.
+	protoPrefix = "NATTEST "
+)
+
+var (
+	localPorts  = []int{10111, 10112, 10113, 10114, 10115}
+	mappedPorts = []int{20111, 20112, 20113, 20114, 20115}
+)
+
+// Timeouts of the server under test: short, so a broken case ends in
+// seconds, yet far above what a healthy setup takes here (milliseconds).
+const (
+	setupTimeout = 8 * time.Second
+	clientWait   = 12 * time.Second
+)
+
+func TestNAT(t *testing.T) {
+	if *role != "" {
+		t.Skip("helper process")
+	}
+	fw := requireNamespaces(t)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("mapped ports: media flows", func(t *testing.T) {
+		topo := newTopology(t, fw, true)
+		srv := startServer(t, topo, bin, mappedPorts)
+		res := runClient(t, topo, bin, true)
+		if !res.Connected || res.ViewerFrames == 0 {
+			t.Fatalf("media did not flow through the mapping: %+v", res)
+		}
+		d := diagnose(t, srv, res.SessionID, false)
+		if d.Verdict.Status != api.StatusOK {
+			t.Fatalf("verdict %+v", d.Verdict)
+		}
+		if d.Lease.PublicAddr != fmt.Sprintf("%s:%d", routerPubIP, mappedPorts[0]) || d.Lease.LocalPort != localPorts[0] {
+			t.Fatalf("lease %+v", d.Lease)
+		}
+		t.Logf("publisher %s: %d decodable frames at the viewer; verdict %s", res.SessionID, res.ViewerFrames, d.Verdict.Summary)
+	})
+
+	t.Run("mapping removed: fails at the mapping hop", func(t *testing.T) {
+		topo := newTopology(t, fw, false)
+		srv := startServer(t, topo, bin, mappedPorts)
+		res := runClient(t, topo, bin, false)
+		if res.Connected {
+			t.Fatalf("connected without a mapping: the router lets pinhole punch its own hole (%+v)", res)
+		}
+		d := diagnose(t, srv, res.SessionID, true)
+		wantVerdict(t, d, "mapping", handlers.VerdictNoPacket,
+			fmt.Sprintf("no packet reached local UDP %d", localPorts[0]),
+			fmt.Sprintf("public %s:%d -> this host's UDP %d", routerPubIP, mappedPorts[0], localPorts[0]))
+		if len(d.RemoteAddrs) != 0 || d.Counters.PacketsIn != 0 {
+			t.Fatalf("packets reached pinhole without a mapping: %v %+v", d.RemoteAddrs, d.Counters)
+		}
+	})
+
+	t.Run("wrong public port configured: fails at the mapping hop", func(t *testing.T) {
+		topo := newTopology(t, fw, true)
+		// Off by one: the answer advertises 20112 for local 10111, which the
+		// router forwards to 10112.
+		wrong := append(append([]int(nil), mappedPorts[1:]...), mappedPorts[4]+1)
+		srv := startServer(t, topo, bin, wrong)
+		res := runClient(t, topo, bin, false)
+		if res.Connected {
+			t.Fatalf("connected although the advertised port is wrong (%+v)", res)
+		}
+		d := diagnose(t, srv, res.SessionID, true)
+		wantVerdict(t, d, "mapping", handlers.VerdictNoPacket,
+			fmt.Sprintf("no packet reached local UDP %d", localPorts[0]),
+			fmt.Sprintf("public %s:%d -> this host's UDP %d", routerPubIP, wrong[0], localPorts[0]))
+	})
+}
+
+func wantVerdict(t *testing.T, d api.Diagnosis, hop, code string, summary ...string) {
+	t.Helper()
+	v := d.Verdict
+	if v.Status != api.StatusFail || v.Hop != hop || v.Code != code {
+		t.Fatalf("verdict %+v, want fail at %s (%s); timeline %+v", v, hop, code, d.Timeline)
+	}
+	for _, s := range summary {
+		if !strings.Contains(v.Summary, s) {
+			t.Errorf("summary %q lacks %q", v.Summary, s)
+		}
+	}
+	if v.Fix == "" {
+		t.Errorf("no fix")
+	}
+	t.Logf("verdict: %s; fix: %s", v.Summary, v.Fix)
+}
+
+// firewall is how the router's rules are written.
+type firewall string
+
+const (
+	fwNFT      firewall = "nft"
+	fwIPTables firewall = "iptables"
+)
+
+// requireNamespaces checks that this machine lets the test build network
+// namespaces and a NAT, installing nftables from Debian when missing. It
+// skips, loudly, only when namespaces are not allowed at all.
+func requireNamespaces(t *testing.T) firewall {
+	t.Helper()
+	skip := func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		fmt.Fprintf(os.Stderr, "\n*** NAT TEST SKIPPED: %s ***\n*** the NAT traversal of pinhole was NOT tested on this machine ***\n\n", msg)
+		t.Skip("NAT TEST SKIPPED: " + msg)
+	}
+	if os.Geteuid() != 0 {
+		skip("network namespaces need root (CAP_NET_ADMIN); run the tests as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		skip("the ip command (iproute2) is missing")
+	}
+	probe := fmt.Sprintf("phprobe%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		skip("this machine does not allow network namespaces: ip netns add: %v: %s", err, out)
+	}
+	_ = exec.Command("ip", "netns", "del", probe).Run()
+
+	if _, err := exec.LookPath("nft"); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "nftables").CombinedOutput()
+		if err != nil {
+			t.Logf("apt-get install nftables: %v: %s", err, lastLines(out, 5))
+		}
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		return fwNFT
+	}
+	if _, err := exec.LookPath("iptables"); err == nil {
+		return fwIPTables
+	}
+	t.Fatal("neither nft nor iptables is available and nftables could not be installed (apt-get install nftables)")
+	return ""
+}
+
+// topology is one set of namespaces; it is deleted when the test ends.
+type topology struct {
+	host, router, client string
+	fw                   firewall
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func runIn(t *testing.T, ns string, args ...string) {
+	t.Helper()
+	run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
+}
+
+var topoSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newTopology(t *testing.T, fw firewall, mapped bool) *topology {
+	t.Helper()
+	topoSeq.Lock()
+	topoSeq.n++
+	tag := fmt.Sprintf("%d%d", os.Getpid()%10000, topoSeq.n)
+	topoSeq.Unlock()
+	tp := &topology{host: "ph" + tag + "h", router: "ph" + tag + "r", client: "ph" + tag + "c", fw: fw}
+	for _, ns := range []string{tp.host, tp.router, tp.client} {
+		run(t, "ip", "netns", "add", ns)
+		ns := ns
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+			}
+		})
+		runIn(t, ns, "ip", "link", "set", "lo", "up")
+	}
+	// veth pairs are created inside the router namespace, so no interface
+	// ever appears in the machine's own namespace.
+	hv, rv1 := "hv"+tag, "rh"+tag // host side, router private side
+	cv, rv0 := "cv"+tag, "rc"+tag // client side, router public side
+	runIn(t, tp.router, "ip", "link", "add", rv1, "type", "veth", "peer", "name", hv, "netns", tp.host)
+	runIn(t, tp.router, "ip", "link", "add", rv0, "type", "veth", "peer", "name", cv, "netns", tp.client)
+	runIn(t, tp.router, "ip", "addr", "add", routerPrivIP+"/24", "dev", rv1)
+	runIn(t, tp.router, "ip", "addr", "add", routerPubIP+"/24", "dev", rv0)
+	runIn(t, tp.router, "ip", "link", "set", rv1, "up")
+	runIn(t, tp.router, "ip", "link", "set", rv0, "up")
+	runIn(t, tp.router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	runIn(t, tp.host, "ip", "addr", "add", hostIP+"/24", "dev", hv)
+	runIn(t, tp.host, "ip", "link", "set", hv, "up")
+	runIn(t, tp.host, "ip", "route", "add", "default", "via", routerPrivIP)
+	runIn(t, tp.client, "ip", "addr", "add", clientIP+"/24", "dev", cv)
+	runIn(t, tp.client, "ip", "link", "set", cv, "up")
+	tp.rules(t, rv0, mapped)
+	return tp
+}
+
+// rules installs the router's NAT: TCP 8080 always (signaling), the UDP
+// mapping only when mapped. No masquerade anywhere.
+func (tp *topology) rules(t *testing.T, pub string, mapped bool) {
+	t.Helper()
+	switch tp.fw {
+	case fwNFT:
+		var b strings.Builder
+		fmt.Fprintf(&b, "table ip pinhole_nat {\n chain prerouting_nat {\n  type nat hook prerouting priority dstnat; policy accept;\n")
+		fmt.Fprintf(&b, "  iifname %q tcp dport %d dnat to %s:%d\n", pub, httpPort, hostIP, httpPort)
+		if mapped {
+			for i, p := range mappedPorts {
+				fmt.Fprintf(&b, "  iifname %q udp dport %d dnat to %s:%d\n", pub, p, hostIP, localPorts[i])
+			}
+		}
+		fmt.Fprintf(&b, " }\n}\n")
+		fmt.Fprintf(&b, "table ip pinhole_filter {\n chain forward_filter {\n  type filter hook forward priority filter; policy drop;\n")
+		fmt.Fprintf(&b, "  ct state established,related accept\n  ct status dnat accept\n }\n}\n")
+		cmd := exec.Command("ip", "netns", "exec", tp.router, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(b.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft: %v: %s\n%s", err, out, b.String())
+		}
+	case fwIPTables:
+		runIn(t, tp.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", pub, "-p", "tcp", "--dport", strconv.Itoa(httpPort),
+			"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", hostIP, httpPort))
+		if mapped {
+			for i, p := range mappedPorts {
+				runIn(t, tp.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", pub, "-p", "udp", "--dport", strconv.Itoa(p),
+					"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", hostIP, localPorts[i]))
+			}
+		}
+		runIn(t, tp.router, "iptables", "-P", "FORWARD", "DROP")
+		runIn(t, tp.router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+		runIn(t, tp.router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
+	}
+}
+
+// helperCmd starts this test binary in ns as a helper process.
+func helperCmd(ctx context.Context, ns, bin, role string, extra ...string) *exec.Cmd {
+	args := []string{"netns", "exec", ns, bin, "-test.run=^TestNATHelperProcess$", "-test.timeout=2m", "-nattest.role=" + role}
+	cmd := exec.CommandContext(ctx, "ip", append(args, extra...)...)
+	// ip netns exec replaces itself with the binary: the PID is the
+	// helper's, so Kill on cancel stops exactly the process we started.
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// server is the pinhole helper process, driven line by line.
+type server struct {
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Scanner
+	stderr *bytes.Buffer
+	mu     sync.Mutex
+}
+
+func startServer(t *testing.T, tp *topology, bin string, public []int) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var ports []string
+	for _, p := range public {
+		ports = append(ports, strconv.Itoa(p))
+	}
+	cmd := helperCmd(ctx, tp.host, bin, "server", "-nattest.public-ports="+strings.Join(ports, ","))
+	s := &server{cmd: cmd, stderr: &bytes.Buffer{}}
+	cmd.Stderr = &lockedWriter{w: s.stderr}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.in, s.out = in, bufio.NewScanner(outPipe)
+	s.out.Buffer(make([]byte, 1<<20), 1<<20)
+	t.Cleanup(func() {
+		_ = s.in.Close() // the helper exits when its stdin ends
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cancel()
+			<-done
+		}
+		cancel()
+		if t.Failed() {
+			t.Logf("server stderr:\n%s", s.stderr.String())
+		}
+	})
+	var ready struct{ Ready bool }
+	if err := s.read(&ready); err != nil || !ready.Ready {
+		t.Fatalf("server did not start: %v\n%s", err, s.stderr.String())
+	}
+	return s
+}
+
+// read returns the next protocol line.
+func (s *server) read(v any) error {
+	for s.out.Scan() {
+		line, ok := strings.CutPrefix(s.out.Text(), protoPrefix)
+		if ok {
+			return json.Unmarshal([]byte(line), v)
+		}
+	}
+	if err := s.out.Err(); err != nil {
+		return err
+	}
+	return io.EOF
+}
+
+// request sends one command and reads its answer.
+type request struct {
+	Op      string `json:"op"`
+	ID      string `json:"id,omitempty"`
+	WaitEnd bool   `json:"wait_end,omitempty"`
+}
+
+type sessionReply struct {
+	Session store.Session `json:"session"`
+	Error   string        `json:"error,omitempty"`
+}
+
+// diagnose fetches the session record from the server and diagnoses it;
+// waitEnd waits for the session to end first (a broken session is closed by
+// the setup timeout).
+func diagnose(t *testing.T, s *server, id string, waitEnd bool) api.Diagnosis {
+	t.Helper()
+	if id == "" {
+		t.Fatal("the client created no session")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, _ := json.Marshal(request{Op: "session", ID: id, WaitEnd: waitEnd})
+	if _, err := fmt.Fprintf(s.in, "%s\n", b); err != nil {
+		t.Fatal(err)
+	}
+	var r sessionReply
+	if err := s.read(&r); err != nil || r.Error != "" {
+		t.Fatalf("session %s: %v %s", id, err, r.Error)
+	}
+	return handlers.Diagnose(r.Session, handlers.DiagnosisOptions{})
+}
+
+// clientResult is what the client helper saw.
+type clientResult struct {
+	SessionID    string `json:"session_id"`
+	Connected    bool   `json:"connected"`
+	ViewerFrames uint64 `json:"viewer_frames"`
+	Error        string `json:"error,omitempty"`
+}
+
+func runClient(t *testing.T, tp *topology, bin string, expectMedia bool) clientResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := helperCmd(ctx, tp.client, bin, "client")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var res clientResult
+	found := false
+	for _, line := range strings.Split(string(out), "\n") {
+		if l, ok := strings.CutPrefix(line, protoPrefix); ok {
+			found = json.Unmarshal([]byte(l), &res) == nil
+		}
+	}
+	if !found {
+		t.Fatalf("client helper: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+	if expectMedia && res.Error != "" {
+		t.Logf("client stderr:\n%s", stderr.String())
+	}
+	t.Logf("client: %+v", res)
+	return res
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestNATHelperProcess is the body of the helper processes; in a normal run
+// it returns at once.
+func TestNATHelperProcess(t *testing.T) {
+	switch *role {
+	case "server":
+		if err := serve(); err != nil {
+			t.Fatal(err)
+		}
+	case "client":
+		emit(clientMain(t))
+	}
+}
+
+func emit(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(os.Stdout, "%s%s\n", protoPrefix, b)
+}
+
+// serve runs pinhole as main wires it (store, recorder, engine, handlers)
+// on the host namespace, and answers the parent's commands on stdin.
+func serve() error {
+	var public []int
+	for _, p := range strings.Split(*publicPorts, ",") {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("-nattest.public-ports: %w", err)
+		}
+		public = append(public, n)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	st := store.NewMemory(store.MemoryOptions{})
+	rec := handlers.NewRecorder(st, log)
+	defer rec.Close()
+	engine, err := media.NewEngine(media.Config{
+		Ports:        localPorts,
+		PublicPorts:  public,
+		PublicIPs:    []string{routerPubIP},
+		PeersPerPort: 1,
+		SetupTimeout: setupTimeout,
+		Logger:       log,
+	}, rec.OnEvent)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	h := handlers.New(handlers.Deps{Store: st, Engine: engine, Recorder: rec, Logger: log,
+		Config: handlers.Config{AutoCreateRooms: true, CORSOrigins: []string{"*"}, PeersPerPort: 1}})
+	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", hostIP, httpPort))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	emit(map[string]bool{"ready": true})
+
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var req request
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			emit(sessionReply{Error: err.Error()})
+			continue
+		}
+		deadline := time.Now().Add(setupTimeout + 10*time.Second)
+		for {
+			rec.Sync()
+			s, err := st.GetSession(context.Background(), req.ID)
+			if err != nil {
+				emit(sessionReply{Error: err.Error()})
+				break
+			}
+			if !req.WaitEnd || s.State == store.StateClosed || time.Now().After(deadline) {
+				emit(sessionReply{Session: s})
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// clientMain publishes through the public address, then, if connected,
+// watches the same room and counts decodable frames.
+func clientMain(t *testing.T) clientResult {
+	var res clientResult
+	netw := mediatest.Network{AllowedIPs: []net.IP{net.ParseIP(clientIP)}}
+	base := fmt.Sprintf("http://%s:%d", routerPubIP, httpPort)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8", Audio: true, Network: netw})
+	r, err := mediatest.Negotiate(ctx, nil, base+"/whip/nat", pub, nil)
+	if err != nil {
+		res.Error = "whip: " + err.Error()
+		return res
+	}
+	res.SessionID = path.Base(r.URL)
+	pub.Start()
+	wctx, wcancel := context.WithTimeout(ctx, clientWait)
+	defer wcancel()
+	if err := pub.WaitConnected(wctx); err != nil {
+		res.Error = "publisher not connected: " + err.Error()
+		return res
+	}
+	res.Connected = true
+
+	view := mediatest.NewViewer(t, mediatest.ViewerOptions{Network: netw})
+	if _, err := mediatest.Negotiate(ctx, nil, base+"/whep/nat", view, nil); err != nil {
+		res.Error = "whep: " + err.Error()
+		return res
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer fcancel()
+	err = view.WaitVideoFrames(fctx, 30)
+	res.ViewerFrames = view.Stats().VideoFrames
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		res.Error = "viewer: " + err.Error()
+	}
+	return res
+}
