@@ -303,13 +303,15 @@ func TestPublisherViewer(t *testing.T) {
 			v := NewViewer(t, ViewerOptions{VideoCodecs: []string{codec}, Audio: true, Video: true})
 			defer func() { _ = v.Close() }()
 
-			fwd.connectPublisher(ctx, t, p)
+			// The viewer connects first so that the forwarder can deliver the
+			// publisher's very first frame, a keyframe.
 			fwd.connectViewer(ctx, t, v)
-			p.Start()
-			if err := p.WaitConnected(ctx); err != nil {
+			if err := v.WaitConnected(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if err := v.WaitConnected(ctx); err != nil {
+			fwd.connectPublisher(ctx, t, p)
+			p.Start()
+			if err := p.WaitConnected(ctx); err != nil {
 				t.Fatal(err)
 			}
 			if err := v.WaitVideoFrames(ctx, 45); err != nil {

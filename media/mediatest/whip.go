@@ -37,6 +37,7 @@ type HTTPError struct {
 	Body        string
 }
 
+// Error reports the status and the body.
 func (e *HTTPError) Error() string {
 	return fmt.Sprintf("mediatest: HTTP %d (%s): %s", e.StatusCode, e.ContentType, e.Body)
 }
