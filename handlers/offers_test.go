@@ -1,0 +1,80 @@
+package handlers
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pion/sdp/v3"
+)
+
+// TestRealClientOffers posts offers shaped like what Chrome, Firefox, OBS,
+// FFmpeg 8 and GStreamer send (testdata/offers/README.md) through the real
+// handler and engine: each gets 201, a parseable answer with candidates and
+// ICE credentials, and a DTLS role that complements the offer's (RFC 8842
+// §5.3: actpass -> active or passive, passive -> active, active -> passive).
+func TestRealClientOffers(t *testing.T) {
+	e := newEnv(t)
+	files, err := filepath.Glob("testdata/offers/*.sdp")
+	if err != nil || len(files) < 6 {
+		t.Fatalf("offers: %v %v", files, err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".sdp")
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Clients send CRLF line ends (RFC 8866 §5); the files keep LF
+			// so they read well.
+			offer := strings.ReplaceAll(strings.ReplaceAll(string(raw), "\r\n", "\n"), "\n", "\r\n")
+			endpoint := "/whip/offers"
+			if strings.Contains(name, "watch") {
+				endpoint = "/whep/offers"
+			}
+			resp, body := e.do("POST", endpoint, offer, "Content-Type", "application/sdp")
+			if resp.StatusCode != 201 {
+				t.Fatalf("POST %s: %d %s", endpoint, resp.StatusCode, body)
+			}
+			defer func() {
+				if r, _ := e.do("DELETE", resp.Header.Get("Location"), ""); r.StatusCode != 200 {
+					t.Errorf("DELETE: %d", r.StatusCode)
+				}
+			}()
+			var ans sdp.SessionDescription
+			if err := ans.UnmarshalString(body); err != nil {
+				t.Fatalf("answer does not parse: %v\n%s", err, body)
+			}
+			if len(answerCandidates(body)) == 0 || iceUfrag(body) == "" || attrValue(body, "a=ice-pwd:") == "" {
+				t.Errorf("answer lacks candidates or ICE credentials:\n%s", body)
+			}
+			if !strings.Contains(body, "a=fingerprint:") {
+				t.Errorf("answer lacks a fingerprint")
+			}
+			offered := attrValue(offer, "a=setup:")
+			answered := attrValue(body, "a=setup:")
+			want := map[string][]string{
+				"actpass": {"active", "passive"},
+				"passive": {"active"},
+				"active":  {"passive"},
+			}[offered]
+			ok := false
+			for _, w := range want {
+				ok = ok || answered == w
+			}
+			if !ok {
+				t.Errorf("offer a=setup:%s answered a=setup:%s, want one of %v", offered, answered, want)
+			}
+			// Every offered media section is answered, in order (RFC 3264 §6).
+			var offerSD sdp.SessionDescription
+			if err := offerSD.UnmarshalString(offer); err != nil {
+				t.Fatalf("offer does not parse: %v", err)
+			}
+			if len(ans.MediaDescriptions) != len(offerSD.MediaDescriptions) {
+				t.Errorf("%d media sections answered, %d offered", len(ans.MediaDescriptions), len(offerSD.MediaDescriptions))
+			}
+		})
+	}
+}
