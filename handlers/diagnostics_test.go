@@ -1,0 +1,345 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/turn/v5"
+
+	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/media/mediatest"
+	"github.com/pinhole-rtc/pinhole/store"
+)
+
+// diagEnv is testEnv wired as main wires diagnostics: metrics observe the
+// engine's events next to the recorder, and Diagnostics is mounted.
+type diagEnv struct {
+	*testEnv
+	diag    *Diagnostics
+	metrics *Metrics
+}
+
+func newDiagEnv(t *testing.T, cfg DiagnosticsConfig) *diagEnv {
+	t.Helper()
+	log := testLogger(t)
+	st := store.NewMemory(store.MemoryOptions{})
+	rec := NewRecorder(st, log)
+	opts := DiagnosisOptions{NoPacketAfter: cfg.NoPacketAfter, NoMediaAfter: cfg.NoMediaAfter}
+	m, err := NewMetrics(nil, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 3)
+	eng, err := media.NewEngine(media.Config{
+		Ports: ports, PublicIPs: []string{"127.0.0.1"}, BindIP: "127.0.0.1", PeersPerPort: 1,
+		SetupTimeout: 5 * time.Second, ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: 2 * time.Second,
+		ICEKeepalive: 200 * time.Millisecond, Logger: log,
+	}, func(ev media.Event) { rec.OnEvent(ev); m.Observe(ev) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetEngine(eng)
+	cfg.PublicIPs, cfg.UDPPorts, cfg.BindIP = []string{"127.0.0.1"}, ports, "127.0.0.1"
+	cfg.SelfTestIPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+	if cfg.Interfaces == nil {
+		cfg.Interfaces = func() ([]netip.Addr, error) {
+			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.1.20")}, nil
+		}
+	}
+	diag := NewDiagnostics(DiagnosticsDeps{Store: st, Engine: eng, Recorder: rec, Logger: log, Metrics: m, Config: cfg})
+	h := New(Deps{Store: st, Engine: eng, Recorder: rec, Logger: log, Mount: diag.Mount,
+		Config: Config{CORSOrigins: []string{"*"}, AutoCreateRooms: true, ICEServers: cfg.ICEServers}})
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		if err := eng.Close(); err != nil {
+			t.Errorf("engine close: %v", err)
+		}
+		rec.Close()
+	})
+	return &diagEnv{testEnv: &testEnv{t: t, srv: srv, store: st, engine: eng, rec: rec, ports: ports}, diag: diag, metrics: m}
+}
+
+// startTestTURN runs a pion/turn server on loopback (it answers STUN
+// binding requests too) with one user.
+func startTestTURN(t *testing.T, user, pass string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm: "pinhole.test",
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			if ra.Username != user {
+				return "", nil, false
+			}
+			return user, turn.GenerateAuthKey(user, ra.Realm, pass), true
+		},
+		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return pc.LocalAddr().String()
+}
+
+// decode returns a function that checks a 200 JSON answer and decodes it,
+// so that decode[T](t)(e.do(...)) reads as one step.
+func decode[T any](t *testing.T) func(*http.Response, string) T {
+	return func(resp *http.Response, body string) T {
+		t.Helper()
+		var v T
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, want 200: %s", resp.StatusCode, body)
+		}
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatalf("decode %q: %v", body, err)
+		}
+		return v
+	}
+}
+
+func TestDiagnosticsReport(t *testing.T) {
+	turnAddr := startTestTURN(t, "alice", "secret")
+	e := newDiagEnv(t, DiagnosticsConfig{ICEServers: []ICEServer{
+		{URL: "stun:" + turnAddr},
+		{URL: "turn:" + turnAddr, Username: "alice", Credential: "secret"},
+		{URL: "turn:" + turnAddr, Username: "alice", Credential: "wrong"},
+	}})
+	// Another program holding a port of the range shows up as a failure.
+	squatter, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(e.ports[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+
+	rep := decode[api.DiagnosticsReport](t)(e.do("GET", "/api/v1/diagnostics", ""))
+	byID := map[string]api.Check{}
+	for _, c := range rep.Checks {
+		byID[c.ID] = c
+		t.Logf("%-14s %-4s %s | %s", c.ID, c.Status, c.Seen, c.Fix)
+	}
+	want := map[string]string{
+		"public-ip-0":                      api.StatusWarn, // loopback: only local clients
+		"port-ranges":                      api.StatusOK,
+		"leases":                           api.StatusOK,
+		"port-" + strconv.Itoa(e.ports[0]): api.StatusOK,
+		"port-" + strconv.Itoa(e.ports[2]): api.StatusFail,
+		"ice-server-0":                     api.StatusOK,
+		"ice-server-1":                     api.StatusOK,
+		"ice-server-2":                     api.StatusFail,
+	}
+	for id, st := range want {
+		if c, ok := byID[id]; !ok || c.Status != st {
+			t.Errorf("check %s: %+v, want %s", id, c, st)
+		}
+	}
+	if rep.Status != api.StatusFail {
+		t.Errorf("report status %s", rep.Status)
+	}
+	if c := byID["ice-server-2"]; !strings.Contains(c.Seen, "auth-refused") || c.Fix == "" {
+		t.Errorf("bad TURN credentials: %+v", c)
+	}
+	if c := byID["port-"+strconv.Itoa(e.ports[2])]; !strings.Contains(c.Fix, "another program") {
+		t.Errorf("squatted port: %+v", c)
+	}
+
+	// Without probes the report is immediate and still lists the servers.
+	rep = decode[api.DiagnosticsReport](t)(e.do("GET", "/api/v1/diagnostics?probes=false", ""))
+	if len(rep.Checks) == 0 {
+		t.Fatal("no checks")
+	}
+	resp, body := e.do("GET", "/api/v1/diagnostics?probes=maybe", "")
+	if p := problem(t, resp, body, 400); !fieldNamed(p, "probes") {
+		t.Errorf("problem %v", p)
+	}
+}
+
+func TestDiagnosticsPublicIPChecks(t *testing.T) {
+	local := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}
+	cases := []struct {
+		ips    []string
+		status string
+		seen   string
+	}{
+		{nil, api.StatusWarn, "no --public-ip"},
+		{[]string{"10.0.0.5"}, api.StatusOK, "is an address of this host"},
+		{[]string{"51.161.209.200"}, api.StatusOK, "a NAT, port forward or tunnel must forward UDP"},
+		{[]string{"192.168.7.1"}, api.StatusWarn, "private address but not one of this host"},
+		{[]string{"0.0.0.0"}, api.StatusFail, "cannot be a candidate"},
+	}
+	for _, tc := range cases {
+		d := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{PublicIPs: tc.ips}})
+		c := d.publicIPChecks(local)[0]
+		if c.Status != tc.status || !strings.Contains(c.Seen, tc.seen) {
+			t.Errorf("%v: %+v", tc.ips, c)
+		}
+	}
+	d := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{UDPPorts: []int{10111, 10112}, PublicPorts: []int{20111}}})
+	if c := d.portRangeCheck(); c.Status != api.StatusFail {
+		t.Errorf("mismatched ranges: %+v", c)
+	}
+	d = NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{UDPPorts: []int{10111, 10112}, PublicPorts: []int{20111, 20112}}})
+	if c := d.portRangeCheck(); c.Status != api.StatusOK || !strings.Contains(c.Seen, "20111->10111") {
+		t.Errorf("mapped ranges: %+v", c)
+	}
+}
+
+func TestDiagnosticsProbes(t *testing.T) {
+	turnAddr := startTestTURN(t, "alice", "secret")
+	e := newDiagEnv(t, DiagnosticsConfig{})
+	stun := decode[api.STUNProbeResult](t)(e.do("POST", "/api/v1/diagnostics/stun", `{"url":"stun:`+turnAddr+`"}`))
+	if !stun.Reachable || !strings.HasPrefix(stun.MappedAddr, "127.0.0.1:") {
+		t.Errorf("stun %+v", stun)
+	}
+	good := decode[api.TURNProbeResult](t)(e.do("POST", "/api/v1/diagnostics/turn",
+		`{"url":"turn:`+turnAddr+`","username":"alice","credential":"secret"}`))
+	if !good.Allocated || good.Class != "ok" {
+		t.Errorf("turn %+v", good)
+	}
+	bad := decode[api.TURNProbeResult](t)(e.do("POST", "/api/v1/diagnostics/turn",
+		`{"url":"turn:`+turnAddr+`","username":"alice","credential":"nope","timeout_ms":3000}`))
+	if bad.Allocated || bad.Class != "auth-refused" || bad.Fix == "" {
+		t.Errorf("turn %+v", bad)
+	}
+	for _, tc := range []struct{ path, body, field string }{
+		{"/api/v1/diagnostics/stun", `{}`, "url"},
+		{"/api/v1/diagnostics/stun", `{"url":"stun:x","timeout_ms":5}`, "timeout_ms"},
+		{"/api/v1/diagnostics/turn", `{"url":"turn:x"}`, "username"},
+		{"/api/v1/diagnostics/turn", `{"url":"turn:x","username":"a","bogus":1}`, "bogus"},
+	} {
+		resp, body := e.do("POST", tc.path, tc.body, "Content-Type", "application/json")
+		if p := problem(t, resp, body, 400); !fieldNamed(p, tc.field) {
+			t.Errorf("%s %s: %v", tc.path, tc.body, p)
+		}
+	}
+}
+
+func TestSelfTestAndMetrics(t *testing.T) {
+	e := newDiagEnv(t, DiagnosticsConfig{})
+	res := decode[api.SelfTestResult](t)(e.do("POST", "/api/v1/diagnostics/selftest", ""))
+	if res.Status != api.StatusOK || res.Diagnosis == nil || res.Diagnosis.Verdict.Status != api.StatusOK {
+		t.Fatalf("self-test %+v", res)
+	}
+	if !strings.HasPrefix(res.Target, "127.0.0.1:") || res.PacketsReceived == 0 {
+		t.Errorf("self-test %+v", res)
+	}
+	t.Logf("self-test: %s", res.Summary)
+	// The test session is closed but its diagnosis is kept.
+	d := decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+res.SessionID+"/diagnosis", ""))
+	if d.State != "closed" || d.Verdict.Status != api.StatusOK {
+		t.Errorf("kept diagnosis %+v", d.Verdict)
+	}
+	// Every port is free again.
+	if free, total := e.engine.Capacity(); free != total {
+		t.Errorf("lease leaked: %d of %d free", free, total)
+	}
+
+	resp, body := e.do("GET", "/metrics", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`pinhole_sessions{role="publisher",state="closed"} 1`,
+		`pinhole_ports{state="free"} 3`,
+		`pinhole_session_setup_seconds_count 1`,
+		`pinhole_session_time_to_connected_seconds_count 1`,
+		`pinhole_sessions_closed_total{role="publisher"} 1`,
+		`pinhole_media_packets_total{direction="in"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestSessionDiagnosis(t *testing.T) {
+	e := newDiagEnv(t, DiagnosticsConfig{NoPacketAfter: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	t.Run("healthy publisher", func(t *testing.T) {
+		pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
+		res, err := mediatest.Negotiate(ctx, e.srv.Client(), e.srv.URL+"/whip/diag", pub, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub.Start()
+		id := path.Base(res.URL)
+		var d api.Diagnosis
+		for ctx.Err() == nil {
+			d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
+			if d.Verdict.Status != api.StatusPending {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if d.Verdict.Status != api.StatusOK || len(d.Hops) != 5 {
+			t.Fatalf("verdict %+v hops %+v", d.Verdict, d.Hops)
+		}
+		kinds := map[string]bool{}
+		for _, te := range d.Timeline {
+			kinds[te.Kind] = true
+		}
+		for _, k := range []string{"offer", "answer", "first-packet", "ice-connected", "dtls-connected", "first-rtp-in"} {
+			if !kinds[k] {
+				t.Errorf("timeline lacks %s: %+v", k, d.Timeline)
+			}
+		}
+	})
+
+	t.Run("client that never sends: mapping hop, kept after DELETE", func(t *testing.T) {
+		pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
+		offer, err := pub.Offer(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The answer is never applied: no check ever reaches the lease,
+		// exactly what a broken mapping looks like from pinhole.
+		resp, body := e.do("POST", "/whip/diag", offer, "Content-Type", "application/sdp")
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("whip %d %s", resp.StatusCode, body)
+		}
+		loc := resp.Header.Get("Location")
+		id := path.Base(loc)
+		d := decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
+		if d.Verdict.Status != api.StatusPending || d.Verdict.Hop != "mapping" {
+			t.Errorf("at once: %+v", d.Verdict)
+		}
+		time.Sleep(1200 * time.Millisecond)
+		d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
+		want := fmt.Sprintf("no packet reached local UDP %d", d.Lease.LocalPort)
+		if d.Verdict.Code != VerdictNoPacket || d.Verdict.Hop != "mapping" || !strings.Contains(d.Verdict.Summary, want) {
+			t.Errorf("after 1.2 s: %+v", d.Verdict)
+		}
+		if resp, _ := e.do("DELETE", loc, ""); resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete %d", resp.StatusCode)
+		}
+		d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
+		if d.State != "closed" || d.Verdict.Code != VerdictNoPacket {
+			t.Errorf("after delete: state %s %+v", d.State, d.Verdict)
+		}
+	})
+
+	t.Run("unknown sessions", func(t *testing.T) {
+		for _, id := range []string{"0123456789abcdef0123456789abcdef", "nope"} {
+			resp, body := e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", "")
+			problem(t, resp, body, 404)
+		}
+	})
+}
