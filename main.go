@@ -316,6 +316,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	st := store.NewMemory(store.MemoryOptions{})
 	rec := handlers.NewRecorder(st, log)
 	defer rec.Close()
+	metrics, err := handlers.NewMetrics(nil, st, handlers.DiagnosisOptions{})
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	engine, err := media.NewEngine(media.Config{
 		Ports:                  cfg.UDPPorts,
 		PublicPorts:            cfg.PublicPorts,
@@ -328,10 +332,18 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		ICEKeepalive:           cfg.ICEKeepalive,
 		IdleTimeout:            cfg.IdleTimeout,
 		Logger:                 log,
-	}, rec.OnEvent)
+	}, func(ev media.Event) { rec.OnEvent(ev); metrics.Observe(ev) })
 	if err != nil {
 		return fmt.Errorf("--udp-ports: %w", err)
 	}
+	metrics.SetEngine(engine)
+	diag := handlers.NewDiagnostics(handlers.DiagnosticsDeps{
+		Store: st, Engine: engine, Recorder: rec, Logger: log, Metrics: metrics,
+		Config: handlers.DiagnosticsConfig{
+			PublicIPs: cfg.PublicIPs, UDPPorts: cfg.UDPPorts, PublicPorts: cfg.PublicPorts,
+			BindIP: cfg.BindIP, ICEServers: cfg.ICEServers,
+		},
+	})
 	engineClosed := false
 	closeEngine := func() {
 		if !engineClosed {
@@ -348,6 +360,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		Engine:   engine,
 		Recorder: rec,
 		Logger:   log,
+		Mount:    diag.Mount, // diagnostics API and /metrics
 		Config: handlers.Config{
 			ICEServers:      cfg.ICEServers,
 			CORSOrigins:     cfg.CORSOrigins,
