@@ -362,9 +362,9 @@ func (s *Server) handlePortList(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	users := make(map[string]string, len(live))
+	byID := make(map[string]store.Session, len(live))
 	for _, sess := range live {
-		users[sess.ID] = sess.UserID
+		byID[sess.ID] = sess
 	}
 	out := api.PortList{Total: len(ports), PeersPerPort: max(s.cfg.PeersPerPort, 1), Ports: make([]api.Port, 0, len(ports))}
 	for _, p := range ports {
@@ -392,8 +392,13 @@ func (s *Server) handlePortList(w http.ResponseWriter, r *http.Request) error {
 		for _, h := range p.Holders {
 			ap.Sessions = append(ap.Sessions, api.PortSession{
 				SessionID: h.SessionID, Room: h.Room, Role: string(h.Role),
-				UserID: users[h.SessionID], Since: h.Since,
+				UserID: byID[h.SessionID].UserID, Since: h.Since,
 			})
+			// Without --public-ip the engine advertises interface
+			// addresses per session; show the one the holder got.
+			if ap.PublicAddr == "" {
+				ap.PublicAddr = byID[h.SessionID].Lease.PublicAddr
+			}
 		}
 		sort.Slice(ap.Sessions, func(i, j int) bool { return ap.Sessions[i].Since.Before(ap.Sessions[j].Since) })
 		out.Ports = append(out.Ports, ap)

@@ -85,6 +85,9 @@ func authorize(r *http.Request, room store.Room, role store.Role) error {
 // fails the engine session is closed again so no lease leaks.
 func (s *Server) open(ctx context.Context, req openRequest) (store.Session, *media.Answer, error) {
 	id := newID()
+	// The record starts when the offer came in: the engine's first events
+	// (connecting...) are stamped before it returns.
+	now := time.Now().UTC()
 	mreq := media.SessionRequest{ID: id, Room: req.Room, Offer: req.Offer, PublisherID: req.PublisherID}
 	var (
 		ans *media.Answer
@@ -99,7 +102,6 @@ func (s *Server) open(ctx context.Context, req openRequest) (store.Session, *med
 		s.rec.forget(id)
 		return store.Session{}, nil, err
 	}
-	now := time.Now().UTC()
 	sess := store.Session{
 		ID:          id,
 		Room:        req.Room,
