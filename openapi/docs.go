@@ -18,6 +18,155 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/api/v1/diagnostics": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "diagnostics"
+                ],
+                "summary": "Server report: configuration sanity, ports, ICE servers",
+                "parameters": [
+                    {
+                        "type": "boolean",
+                        "description": "probe the configured ICE servers (default true)",
+                        "name": "probes",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.DiagnosticsReport"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/diagnostics/selftest": {
+            "post": {
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "diagnostics"
+                ],
+                "summary": "Self-test: an internal client connects through the public address and sends media",
+                "parameters": [
+                    {
+                        "description": "options",
+                        "name": "body",
+                        "in": "body",
+                        "schema": {
+                            "$ref": "#/definitions/api.SelfTestRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.SelfTestResult"
+                        }
+                    },
+                    "409": {
+                        "description": "Conflict",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "503": {
+                        "description": "Service Unavailable",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/diagnostics/stun": {
+            "post": {
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "diagnostics"
+                ],
+                "summary": "Probe a STUN server (binding request; default timeout 5 s)",
+                "parameters": [
+                    {
+                        "description": "server",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/api.STUNProbeRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.STUNProbeResult"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/diagnostics/turn": {
+            "post": {
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "diagnostics"
+                ],
+                "summary": "Probe a TURN server (allocation; default timeout 8 s)",
+                "parameters": [
+                    {
+                        "description": "server and credentials",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/api.TURNProbeRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.TURNProbeResult"
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
         "/api/v1/ports": {
             "get": {
                 "description": "Every port of the range: local and public port, free or leased, by which sessions since when, packets seen.",
@@ -405,6 +554,40 @@ const docTemplate = `{
                 "responses": {
                     "204": {
                         "description": "No Content"
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/api/v1/sessions/{id}/diagnosis": {
+            "get": {
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "diagnostics"
+                ],
+                "summary": "Session diagnosis: timeline and the first broken hop",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "session id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/api.Diagnosis"
+                        }
                     },
                     "404": {
                         "description": "Not Found",
@@ -1059,6 +1242,38 @@ const docTemplate = `{
         }
     },
     "definitions": {
+        "api.Check": {
+            "type": "object",
+            "properties": {
+                "fix": {
+                    "type": "string"
+                },
+                "id": {
+                    "description": "ID is stable for clients (\"public-ip\", \"port-10111\", \"ice-server-0\").",
+                    "type": "string",
+                    "example": "public-ip"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "public IP configured"
+                },
+                "probe": {
+                    "description": "Probe holds the STUN or TURN probe result of an ice-server check."
+                },
+                "seen": {
+                    "type": "string",
+                    "example": "--public-ip 51.161.209.200 is not an address of this host: a NAT or port mapping must forward it"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "warn",
+                        "fail"
+                    ]
+                }
+            }
+        },
         "api.Counters": {
             "type": "object",
             "properties": {
@@ -1167,6 +1382,96 @@ const docTemplate = `{
                 }
             }
         },
+        "api.Diagnosis": {
+            "type": "object",
+            "properties": {
+                "close_reason": {
+                    "type": "string"
+                },
+                "codecs": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "counters": {
+                    "$ref": "#/definitions/api.Counters"
+                },
+                "hops": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.Hop"
+                    }
+                },
+                "lease": {
+                    "$ref": "#/definitions/api.Lease"
+                },
+                "remote_addrs": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "role": {
+                    "type": "string",
+                    "enum": [
+                        "publisher",
+                        "viewer"
+                    ]
+                },
+                "room": {
+                    "type": "string"
+                },
+                "selected_pair": {
+                    "type": "string"
+                },
+                "session_id": {
+                    "type": "string"
+                },
+                "state": {
+                    "type": "string"
+                },
+                "timeline": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.TimelineEntry"
+                    }
+                },
+                "verdict": {
+                    "$ref": "#/definitions/api.Verdict"
+                }
+            }
+        },
+        "api.DiagnosticsReport": {
+            "type": "object",
+            "properties": {
+                "checks": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.Check"
+                    }
+                },
+                "generated_at": {
+                    "type": "string"
+                },
+                "interfaces": {
+                    "description": "Interfaces are this host's addresses, as the checks saw them.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "status": {
+                    "description": "Status is the worst status of the checks.",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "warn",
+                        "fail"
+                    ]
+                }
+            }
+        },
         "api.FieldError": {
             "type": "object",
             "properties": {
@@ -1190,6 +1495,33 @@ const docTemplate = `{
                 "status": {
                     "type": "string",
                     "example": "ok"
+                }
+            }
+        },
+        "api.Hop": {
+            "type": "object",
+            "properties": {
+                "detail": {
+                    "type": "string"
+                },
+                "name": {
+                    "type": "string",
+                    "enum": [
+                        "signaling",
+                        "mapping",
+                        "ice",
+                        "dtls",
+                        "media"
+                    ]
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "fail",
+                        "pending",
+                        "skipped"
+                    ]
                 }
             }
         },
@@ -1421,6 +1753,126 @@ const docTemplate = `{
                 }
             }
         },
+        "api.STUNProbeRequest": {
+            "type": "object",
+            "required": [
+                "url"
+            ],
+            "properties": {
+                "timeout_ms": {
+                    "description": "Timeout in milliseconds; default 5000, at most 30000.",
+                    "type": "integer",
+                    "maximum": 30000,
+                    "minimum": 100,
+                    "example": 5000
+                },
+                "url": {
+                    "type": "string",
+                    "maxLength": 512,
+                    "example": "stun:stun.example.org:3478"
+                }
+            }
+        },
+        "api.STUNProbeResult": {
+            "type": "object",
+            "properties": {
+                "class": {
+                    "description": "Class is ok, bad-url, dns, unreachable, timeout or other.",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "bad-url",
+                        "dns",
+                        "unreachable",
+                        "timeout",
+                        "other"
+                    ]
+                },
+                "error": {
+                    "type": "string"
+                },
+                "fix": {
+                    "type": "string"
+                },
+                "local_addr": {
+                    "type": "string"
+                },
+                "mapped_addr": {
+                    "type": "string",
+                    "example": "51.161.209.200:41234"
+                },
+                "reachable": {
+                    "type": "boolean"
+                },
+                "rtt_ms": {
+                    "type": "number"
+                },
+                "server": {
+                    "type": "string",
+                    "example": "192.0.2.10:3478"
+                },
+                "url": {
+                    "type": "string"
+                }
+            }
+        },
+        "api.SelfTestRequest": {
+            "type": "object",
+            "properties": {
+                "timeout_ms": {
+                    "description": "Timeout in milliseconds for the whole test; default 15000.",
+                    "type": "integer",
+                    "maximum": 60000,
+                    "minimum": 1000,
+                    "example": 15000
+                }
+            }
+        },
+        "api.SelfTestResult": {
+            "type": "object",
+            "properties": {
+                "connect_ms": {
+                    "type": "number"
+                },
+                "diagnosis": {
+                    "description": "Diagnosis is the server-side session diagnosis of the test session.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/api.Diagnosis"
+                        }
+                    ]
+                },
+                "fix": {
+                    "type": "string"
+                },
+                "local_port": {
+                    "type": "integer"
+                },
+                "packets_received": {
+                    "description": "PacketsReceived counts RTP packets the internal viewer got back.",
+                    "type": "integer"
+                },
+                "session_id": {
+                    "type": "string"
+                },
+                "status": {
+                    "description": "Status is ok when media flowed through the public address.",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "fail"
+                    ]
+                },
+                "summary": {
+                    "type": "string"
+                },
+                "target": {
+                    "description": "Target is the public address the internal client was sent to.",
+                    "type": "string",
+                    "example": "51.161.209.200:10111"
+                }
+            }
+        },
         "api.Session": {
             "type": "object",
             "properties": {
@@ -1509,6 +1961,111 @@ const docTemplate = `{
                 }
             }
         },
+        "api.TURNProbeRequest": {
+            "type": "object",
+            "required": [
+                "url",
+                "username"
+            ],
+            "properties": {
+                "credential": {
+                    "type": "string",
+                    "maxLength": 512
+                },
+                "timeout_ms": {
+                    "description": "Timeout in milliseconds; default 8000, at most 30000.",
+                    "type": "integer",
+                    "maximum": 30000,
+                    "minimum": 100,
+                    "example": 8000
+                },
+                "url": {
+                    "type": "string",
+                    "maxLength": 512,
+                    "example": "turn:turn.example.org:3478?transport=udp"
+                },
+                "username": {
+                    "type": "string",
+                    "maxLength": 512
+                }
+            }
+        },
+        "api.TURNProbeResult": {
+            "type": "object",
+            "properties": {
+                "allocated": {
+                    "type": "boolean"
+                },
+                "class": {
+                    "description": "Class is ok, bad-url, dns, unreachable, timeout, auth-refused, quota or other.",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "bad-url",
+                        "dns",
+                        "unreachable",
+                        "timeout",
+                        "auth-refused",
+                        "quota",
+                        "other"
+                    ]
+                },
+                "error": {
+                    "type": "string"
+                },
+                "error_code": {
+                    "description": "ErrorCode is the STUN error code the server answered (401, 400, 486...).",
+                    "type": "integer"
+                },
+                "fix": {
+                    "type": "string"
+                },
+                "mapped_addr": {
+                    "type": "string"
+                },
+                "relayed_addr": {
+                    "type": "string",
+                    "example": "192.0.2.10:49152"
+                },
+                "rtt_ms": {
+                    "type": "number"
+                },
+                "server": {
+                    "type": "string"
+                },
+                "transport": {
+                    "type": "string",
+                    "enum": [
+                        "udp",
+                        "tcp",
+                        "tls"
+                    ]
+                },
+                "url": {
+                    "type": "string"
+                }
+            }
+        },
+        "api.TimelineEntry": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "detail": {
+                    "type": "string",
+                    "example": "local UDP 10111 from 203.0.113.2:40000"
+                },
+                "kind": {
+                    "type": "string",
+                    "example": "first-packet"
+                },
+                "since_start_ms": {
+                    "description": "SinceStartMillis is the time since the offer arrived.",
+                    "type": "number"
+                }
+            }
+        },
         "api.Transition": {
             "type": "object",
             "properties": {
@@ -1517,6 +2074,36 @@ const docTemplate = `{
                 },
                 "state": {
                     "type": "string"
+                }
+            }
+        },
+        "api.Verdict": {
+            "type": "object",
+            "properties": {
+                "code": {
+                    "description": "Code is a stable short name of the verdict, also the failure label in\n/metrics (\"no-packet\", \"ice-failed\", \"dtls-failed\", \"no-media\", ...).",
+                    "type": "string",
+                    "example": "no-packet"
+                },
+                "fix": {
+                    "type": "string"
+                },
+                "hop": {
+                    "description": "Hop is the first hop that is not ok.",
+                    "type": "string"
+                },
+                "status": {
+                    "description": "Status is ok (media flowed), fail (a hop broke) or pending (still setting up).",
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "fail",
+                        "pending"
+                    ]
+                },
+                "summary": {
+                    "type": "string",
+                    "example": "no packet reached local UDP 10111 within 10 s"
                 }
             }
         }
