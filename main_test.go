@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -223,5 +224,25 @@ func TestRunPortInUse(t *testing.T) {
 	err = run(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err == nil || !strings.Contains(err.Error(), "--udp-ports") || !strings.Contains(err.Error(), strconv.Itoa(cfg.UDPPorts[1])) {
 		t.Fatalf("err %v, want one naming --udp-ports and port %d", err, cfg.UDPPorts[1])
+	}
+}
+
+// TestReadmeFlagTable keeps the README's flag table in step with the flags.
+func TestReadmeFlagTable(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flagSpecs {
+		row := "| `--" + f.name + "` | `" + envName(f.name) + "` |"
+		i := strings.Index(string(b), row)
+		if i < 0 {
+			t.Errorf("README lacks the row of --%s", f.name)
+			continue
+		}
+		line, _, _ := strings.Cut(string(b[i:]), "\n")
+		if f.def != "" && !strings.Contains(line, "`"+f.def+"`") {
+			t.Errorf("README row of --%s does not show the default %q: %s", f.name, f.def, line)
+		}
 	}
 }
