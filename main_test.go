@@ -126,12 +126,13 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 }
 
-// freeUDPPorts returns n consecutive UDP ports in 30000-60000 bindable now.
+// freeUDPPorts returns n consecutive UDP ports bindable now, in 20000-32000:
+// below Linux's ephemeral range, where client sockets would race for them.
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
-	for base := 30000 + int(time.Now().UnixNano()%25000); ; base += n + 3 {
-		if base+n > 60000 {
-			base = 30000
+	for base := 20000 + int(time.Now().UnixNano()%11000); ; base += n + 3 {
+		if base+n > 32000 {
+			base = 20000
 		}
 		var conns []net.PacketConn
 		for p := base; p < base+n; p++ {

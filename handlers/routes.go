@@ -67,7 +67,7 @@ func (s *Server) Routes() http.Handler {
 
 // methodNotAllowed answers 405 with Allow for a path that exists under other
 // methods, and answers OPTIONS (incl. CORS preflight) there with 204.
-// RFC 9725 §4.2: GET, HEAD and PUT on the WHIP endpoint get 405.
+// RFC 9725 §4.1: GET, HEAD and PUT on the WHIP endpoint get 405.
 func (s *Server) methodNotAllowed(mux *chi.Mux) http.HandlerFunc {
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	return func(w http.ResponseWriter, r *http.Request) {

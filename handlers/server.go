@@ -218,8 +218,9 @@ func (s *Server) toAPIError(err error) *api.Error {
 	}
 	switch {
 	case errors.As(err, &full):
-		// RFC 9110 §10.2.3: Retry-After in whole seconds; at least 1 so a
-		// client does not hammer us.
+		// RFC 9725 §4.5: an endpoint out of capacity answers 503 with
+		// Retry-After (RFC 9110 §10.2.3, whole seconds; at least 1 so a
+		// client does not hammer us).
 		secs := int((full.RetryAfter + time.Second - 1) / time.Second)
 		if secs < 1 {
 			secs = 1

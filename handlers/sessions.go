@@ -54,7 +54,7 @@ func (s *Server) roomForSession(ctx context.Context, r *http.Request, name strin
 	return room, authorize(r, room, role)
 }
 
-// authorize checks the room's token for role. RFC 9725 §4.7 and §4.7.1:
+// authorize checks the room's token for role. RFC 9725 §4.7:
 // a protected endpoint takes "Authorization: Bearer <token>" and answers 401
 // otherwise; the WHEP draft §4.7 does the same for viewers. The comparison
 // is constant-time so the token cannot be guessed byte by byte.
