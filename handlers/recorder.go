@@ -68,8 +68,12 @@ type Recorder struct {
 	done   chan struct{}
 
 	// Owned by run.
-	known     map[string]bool
-	pending   map[string]*pendingEvents
+	known   map[string]bool
+	pending map[string]*pendingEvents
+	// gone holds ids that ended (closed or forgotten) for pendingTTL, so
+	// stragglers (a last counters event after "closed") are dropped rather
+	// than held as if the record were still to come.
+	gone      map[string]time.Time
 	lastSweep time.Time
 
 	// onClosed, when set, is called (from run) for each closed session.
@@ -87,6 +91,7 @@ func NewRecorder(st store.Store, log *slog.Logger) *Recorder {
 		done:    make(chan struct{}),
 		known:   map[string]bool{},
 		pending: map[string]*pendingEvents{},
+		gone:    map[string]time.Time{},
 	}
 	r.cond = sync.NewCond(&r.mu)
 	go r.run()
@@ -170,15 +175,27 @@ func (r *Recorder) handle(it recItem) {
 			delete(r.pending, it.id)
 			for _, ev := range p.events {
 				r.apply(ev)
+				if ev.Kind == media.EventClosed {
+					delete(r.known, it.id)
+					r.gone[it.id] = now
+				}
 			}
 		}
 	case opForget:
 		delete(r.pending, it.id)
 		delete(r.known, it.id)
+		r.gone[it.id] = now
 	case opEvent:
 		id := it.ev.SessionID
 		if r.known[id] {
 			r.apply(it.ev)
+			if it.ev.Kind == media.EventClosed {
+				delete(r.known, id)
+				r.gone[id] = now
+			}
+			return
+		}
+		if _, ok := r.gone[id]; ok {
 			return
 		}
 		p := r.pending[id]
@@ -195,6 +212,11 @@ func (r *Recorder) handle(it recItem) {
 		for id, p := range r.pending {
 			if now.Sub(p.since) > pendingTTL {
 				delete(r.pending, id)
+			}
+		}
+		for id, at := range r.gone {
+			if now.Sub(at) > pendingTTL {
+				delete(r.gone, id)
 			}
 		}
 	}
@@ -236,7 +258,6 @@ func (r *Recorder) apply(ev media.Event) {
 		r.log.Warn("recording session event failed", "session", ev.SessionID, "kind", ev.Kind, "err", err)
 	}
 	if ev.Kind == media.EventClosed {
-		delete(r.known, ev.SessionID)
 		if f := r.onClosed.Load(); f != nil {
 			(*f)(ev.SessionID)
 		}
