@@ -78,3 +78,50 @@ func TestRealClientOffers(t *testing.T) {
 		})
 	}
 }
+
+// TestBadOffers: a malformed offer is 400 naming what is wrong; a track
+// set pinhole cannot serve is 422 (issue 2 point 5). Neither leaks a lease.
+func TestBadOffers(t *testing.T) {
+	e := newEnv(t)
+	pcmuOnly := crlf(`v=0
+o=- 1 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+a=group:BUNDLE 0
+m=audio 9 UDP/TLS/RTP/SAVPF 0
+c=IN IP4 0.0.0.0
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+a=fingerprint:sha-256 84:67:F7:27:AE:00:74:71:AA:EF:42:E1:B8:85:78:C9:6D:02:CB:F8:83:07:79:1F:4F:79:F8:1B:0A:5F:7C:C7
+a=setup:actpass
+a=mid:0
+a=sendonly
+a=rtcp-mux
+a=rtpmap:0 PCMU/8000
+`)
+	cases := []struct {
+		name, body string
+		status     int
+		detail     string
+	}{
+		{"does not parse", "v=0\r\ngarbage\r\n", 400, "malformed SDP offer"},
+		{"no media", crlf("v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nt=0 0\n"), 422, "m-line"},
+		{"only PCMU", pcmuOnly, 422, "codec"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do("POST", "/whip/studio", tc.body, "Content-Type", "application/sdp")
+			p := problem(t, resp, body, tc.status)
+			if d, _ := p["detail"].(string); !strings.Contains(d, tc.detail) {
+				t.Errorf("detail %q does not say %q", d, tc.detail)
+			}
+		})
+	}
+	if free, total := e.engine.Capacity(); free != total {
+		t.Errorf("leases leaked: %d of %d free", free, total)
+	}
+}
+
+func crlf(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
+}
