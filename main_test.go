@@ -202,6 +202,19 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
 		t.Errorf("HEAD /docs: %v %v", resp, err)
 	}
+	// A session holds a port while we shut down; shutdown must free it.
+	offer, err := os.ReadFile("handlers/testdata/offers/obs-whip.sdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr+"/whip/studio", "application/sdp", bytes.NewReader(offer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("WHIP: %d", resp.StatusCode)
+	}
 	cancel()
 	select {
 	case err := <-errc:
@@ -210,6 +223,14 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("run did not return after cancel")
+	}
+	for _, p := range cfg.UDPPorts {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Errorf("port %d still bound after shutdown: %v", p, err)
+			continue
+		}
+		c.Close()
 	}
 }
 
