@@ -34,6 +34,7 @@ import (
 	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/store"
+	"github.com/pinhole-rtc/pinhole/web"
 )
 
 // Config is everything pinhole reads from flags and PINHOLE_* variables.
@@ -360,6 +361,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		Engine:   engine,
 		Recorder: rec,
 		Logger:   log,
+		Web:      web.Handler(),
 		Mount:    diag.Mount, // diagnostics API and /metrics
 		Config: handlers.Config{
 			ICEServers:      cfg.ICEServers,

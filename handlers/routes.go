@@ -59,10 +59,26 @@ func (s *Server) Routes() http.Handler {
 	r.Get("/docs/*", h(s.handleDocs))          // Swagger UI assets
 	r.Head("/docs/*", h(s.handleDocs))         // Swagger UI assets, headers only
 
+	// Browser app (package web), GET and HEAD.
+	if s.web != nil {
+		getHead(r, "/", s.web)             // rooms page
+		getHead(r, "/rooms/{room}", s.web) // room page: publish and watch
+		getHead(r, "/ports", s.web)        // lease map of the port range
+		getHead(r, "/diagnostics", s.web)  // diagnostics page
+		getHead(r, "/static/*", s.web)     // the app's files
+		getHead(r, "/favicon.ico", s.web)  // icon for clients that ask by name
+	}
+
 	if s.mount != nil {
 		s.mount(r)
 	}
 	return r
+}
+
+// getHead routes GET and HEAD of pattern to h.
+func getHead(r chi.Router, pattern string, h http.Handler) {
+	r.Method(http.MethodGet, pattern, h)
+	r.Method(http.MethodHead, pattern, h)
 }
 
 // methodNotAllowed answers 405 with Allow for a path that exists under other

@@ -109,6 +109,9 @@ type Deps struct {
 	Recorder *Recorder
 	Config   Config
 	Logger   *slog.Logger
+	// Web, when set, serves the browser app (package web) on its pages and
+	// /static/ files.
+	Web http.Handler
 	// Mount, when set, adds routes owned by other packages (web UI,
 	// diagnostics) to the same router, inside the shared middlewares.
 	Mount func(r chi.Router)
@@ -123,6 +126,7 @@ type Server struct {
 	log      *slog.Logger
 	validate *api.Validator
 	mount    func(chi.Router)
+	web      http.Handler
 	// ufrags holds each live session's remote ICE ufrag, so a PATCH whose
 	// fragment carries a new one is taken as an ICE restart (RFC 8840 §4.4).
 	ufrags sync.Map // session id -> string
@@ -152,6 +156,7 @@ func NewServer(d Deps) *Server {
 		log:      log,
 		validate: api.NewValidator(),
 		mount:    d.Mount,
+		web:      d.Web,
 	}
 	forget := func(id string) { srv.ufrags.Delete(id) }
 	rec.onClosed.Store(&forget)
