@@ -112,7 +112,11 @@ func (d *Diagnostics) SelfTest(ctx context.Context, timeout time.Duration) (api.
 
 	id := newID()
 	start := time.Now()
-	ans, err := d.engine.Publish(ctx, media.SessionRequest{ID: id, Room: SelfTestRoom, Offer: pc.LocalDescription().SDP})
+	// The offer goes to the engine without the client's candidates: pinhole
+	// must learn the client's address from checks arriving through the
+	// mapping. With them, pinhole would check the client's host address
+	// directly, on this very host, and pass without the mapping.
+	ans, err := d.engine.Publish(ctx, media.SessionRequest{ID: id, Room: SelfTestRoom, Offer: stripCandidates(pc.LocalDescription().SDP)})
 	if err != nil {
 		if d.rec != nil {
 			d.rec.forget(id)
@@ -160,8 +164,18 @@ func (d *Diagnostics) SelfTest(ctx context.Context, timeout time.Duration) (api.
 	res.Summary = fmt.Sprintf("the internal client could not send media to pinhole through %s (local UDP %d)", res.Target, res.LocalPort)
 	res.Fix = fmt.Sprintf("if clients outside can connect, this host's router simply does not loop back (hairpin) traffic to its own public address and nothing is wrong; "+
 		"otherwise the mapping %s -> this host's UDP %d is broken: check the port forward, FRP udp proxy or firewall", res.Target, res.LocalPort)
-	if res.Diagnosis != nil && res.Diagnosis.Verdict.Status == api.StatusFail {
-		res.Summary += ": " + res.Diagnosis.Verdict.Summary
+	if v := res.Diagnosis; v != nil && v.Verdict.Status != api.StatusOK {
+		switch v.Verdict.Hop {
+		case "mapping":
+			// The offer carried no candidates on purpose; what counts is
+			// that no check came through the mapping.
+			res.Summary += fmt.Sprintf(": no packet reached local UDP %d", res.LocalPort)
+		default:
+			res.Summary += ": " + v.Verdict.Summary
+			if v.Verdict.Fix != "" {
+				res.Fix = v.Verdict.Fix
+			}
+		}
 	}
 	return res, nil
 }
@@ -269,4 +283,16 @@ func hasEvent(s store.Session, kind string) bool {
 		}
 	}
 	return false
+}
+
+// stripCandidates removes the candidate lines of an SDP.
+func stripCandidates(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "a=candidate:") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
 }

@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -91,7 +92,7 @@ func TestNAT(t *testing.T) {
 	}
 
 	t.Run("mapped ports: media flows", func(t *testing.T) {
-		topo := newTopology(t, fw, true)
+		topo := newTopology(t, fw, mapped)
 		srv := startServer(t, topo, bin, mappedPorts)
 		res := runClient(t, topo, bin, true)
 		if !res.Connected || res.ViewerFrames == 0 {
@@ -105,10 +106,40 @@ func TestNAT(t *testing.T) {
 			t.Fatalf("lease %+v", d.Lease)
 		}
 		t.Logf("publisher %s: %d decodable frames at the viewer; verdict %s", res.SessionID, res.ViewerFrames, d.Verdict.Summary)
+
+		// This router does not loop the host's own traffic back: the
+		// self-test must fail, and say that this may be all there is.
+		st := selfTest(t, srv)
+		if st.Status != api.StatusFail || !strings.Contains(st.Summary, fmt.Sprintf("no packet reached local UDP %d", st.LocalPort)) ||
+			!strings.Contains(st.Fix, "hairpin") {
+			t.Fatalf("self-test without NAT loopback: %+v", st)
+		}
+		t.Logf("self-test without hairpin: %s", st.Summary)
+	})
+
+	t.Run("hairpin mapping: the self-test passes through it", func(t *testing.T) {
+		topo := newTopology(t, fw, hairpin)
+		srv := startServer(t, topo, bin, mappedPorts)
+		st := selfTest(t, srv)
+		if st.Status != api.StatusOK || st.Target != fmt.Sprintf("%s:%d", routerPubIP, mappedPorts[0]) {
+			t.Fatalf("self-test through the hairpin mapping: %+v", st)
+		}
+		t.Logf("self-test: %s", st.Summary)
+	})
+
+	t.Run("hairpin but wrong public port: the self-test fails", func(t *testing.T) {
+		topo := newTopology(t, fw, hairpin)
+		wrong := append(append([]int(nil), mappedPorts[1:]...), mappedPorts[4]+1)
+		srv := startServer(t, topo, bin, wrong)
+		st := selfTest(t, srv)
+		if st.Status != api.StatusFail || !strings.Contains(st.Summary, fmt.Sprintf("%s:%d", routerPubIP, wrong[0])) {
+			t.Fatalf("self-test with a wrong public port: %+v", st)
+		}
+		t.Logf("self-test: %s", st.Summary)
 	})
 
 	t.Run("mapping removed: fails at the mapping hop", func(t *testing.T) {
-		topo := newTopology(t, fw, false)
+		topo := newTopology(t, fw, noMapping)
 		srv := startServer(t, topo, bin, mappedPorts)
 		res := runClient(t, topo, bin, false)
 		if res.Connected {
@@ -124,7 +155,7 @@ func TestNAT(t *testing.T) {
 	})
 
 	t.Run("wrong public port configured: fails at the mapping hop", func(t *testing.T) {
-		topo := newTopology(t, fw, true)
+		topo := newTopology(t, fw, mapped)
 		// Off by one: the answer advertises 20112 for local 10111, which the
 		// router forwards to 10112.
 		wrong := append(append([]int(nil), mappedPorts[1:]...), mappedPorts[4]+1)
@@ -229,7 +260,16 @@ var topoSeq struct {
 	n int
 }
 
-func newTopology(t *testing.T, fw firewall, mapped bool) *topology {
+// mapping says how the router forwards the public ports.
+type mapping int
+
+const (
+	noMapping mapping = iota // only signaling (TCP 8080) is forwarded
+	mapped                   // public UDP 20111-20115 -> host 10111-10115, from outside only
+	hairpin                  // mapped, and also for this host's own traffic to the public address
+)
+
+func newTopology(t *testing.T, fw firewall, m mapping) *topology {
 	t.Helper()
 	topoSeq.Lock()
 	topoSeq.n++
@@ -262,25 +302,36 @@ func newTopology(t *testing.T, fw firewall, mapped bool) *topology {
 	runIn(t, tp.host, "ip", "route", "add", "default", "via", routerPrivIP)
 	runIn(t, tp.client, "ip", "addr", "add", clientIP+"/24", "dev", cv)
 	runIn(t, tp.client, "ip", "link", "set", cv, "up")
-	tp.rules(t, rv0, mapped)
+	tp.rules(t, rv0, m)
 	return tp
 }
 
 // rules installs the router's NAT: TCP 8080 always (signaling), the UDP
-// mapping only when mapped. No masquerade anywhere.
-func (tp *topology) rules(t *testing.T, pub string, mapped bool) {
+// mapping unless noMapping. No masquerade, except with hairpin for the
+// host's own traffic looped back to itself (its source must become the
+// router so that the replies return through the mapping, as on a home
+// router with NAT loopback).
+func (tp *topology) rules(t *testing.T, pub string, m mapping) {
 	t.Helper()
 	switch tp.fw {
 	case fwNFT:
 		var b strings.Builder
 		fmt.Fprintf(&b, "table ip pinhole_nat {\n chain prerouting_nat {\n  type nat hook prerouting priority dstnat; policy accept;\n")
 		fmt.Fprintf(&b, "  iifname %q tcp dport %d dnat to %s:%d\n", pub, httpPort, hostIP, httpPort)
-		if mapped {
-			for i, p := range mappedPorts {
+		for i, p := range mappedPorts {
+			switch m {
+			case mapped:
 				fmt.Fprintf(&b, "  iifname %q udp dport %d dnat to %s:%d\n", pub, p, hostIP, localPorts[i])
+			case hairpin:
+				fmt.Fprintf(&b, "  ip daddr %s udp dport %d dnat to %s:%d\n", routerPubIP, p, hostIP, localPorts[i])
 			}
 		}
-		fmt.Fprintf(&b, " }\n}\n")
+		fmt.Fprintf(&b, " }\n")
+		if m == hairpin {
+			fmt.Fprintf(&b, " chain postrouting_nat {\n  type nat hook postrouting priority srcnat; policy accept;\n")
+			fmt.Fprintf(&b, "  ip saddr %s ip daddr %s ct status dnat masquerade\n }\n", hostIP, hostIP)
+		}
+		fmt.Fprintf(&b, "}\n")
 		fmt.Fprintf(&b, "table ip pinhole_filter {\n chain forward_filter {\n  type filter hook forward priority filter; policy drop;\n")
 		fmt.Fprintf(&b, "  ct state established,related accept\n  ct status dnat accept\n }\n}\n")
 		cmd := exec.Command("ip", "netns", "exec", tp.router, "nft", "-f", "-")
@@ -291,11 +342,17 @@ func (tp *topology) rules(t *testing.T, pub string, mapped bool) {
 	case fwIPTables:
 		runIn(t, tp.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", pub, "-p", "tcp", "--dport", strconv.Itoa(httpPort),
 			"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", hostIP, httpPort))
-		if mapped {
-			for i, p := range mappedPorts {
-				runIn(t, tp.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", pub, "-p", "udp", "--dport", strconv.Itoa(p),
-					"-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", hostIP, localPorts[i]))
+		for i, p := range mappedPorts {
+			to := fmt.Sprintf("%s:%d", hostIP, localPorts[i])
+			switch m {
+			case mapped:
+				runIn(t, tp.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", pub, "-p", "udp", "--dport", strconv.Itoa(p), "-j", "DNAT", "--to-destination", to)
+			case hairpin:
+				runIn(t, tp.router, "iptables", "-t", "nat", "-A", "PREROUTING", "-d", routerPubIP, "-p", "udp", "--dport", strconv.Itoa(p), "-j", "DNAT", "--to-destination", to)
 			}
+		}
+		if m == hairpin {
+			runIn(t, tp.router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", hostIP, "-d", hostIP, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
 		}
 		runIn(t, tp.router, "iptables", "-P", "FORWARD", "DROP")
 		runIn(t, tp.router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
@@ -381,37 +438,57 @@ func (s *server) read(v any) error {
 	return io.EOF
 }
 
-// request sends one command and reads its answer.
+// request is one command to the server helper.
 type request struct {
-	Op      string `json:"op"`
+	Op      string `json:"op"` // "diagnosis" or "selftest"
 	ID      string `json:"id,omitempty"`
 	WaitEnd bool   `json:"wait_end,omitempty"`
 }
 
-type sessionReply struct {
-	Session store.Session `json:"session"`
-	Error   string        `json:"error,omitempty"`
+// reply is the HTTP answer the helper's pinhole gave to the command.
+type reply struct {
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body"`
+	Error  string          `json:"error,omitempty"`
 }
 
-// diagnose fetches the session record from the server and diagnoses it;
-// waitEnd waits for the session to end first (a broken session is closed by
-// the setup timeout).
+// call sends one command and decodes the JSON body of a 200 answer into v.
+func (s *server) call(t *testing.T, req request, v any) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, _ := json.Marshal(req)
+	if _, err := fmt.Fprintf(s.in, "%s\n", b); err != nil {
+		t.Fatal(err)
+	}
+	var r reply
+	if err := s.read(&r); err != nil || r.Error != "" || r.Status != http.StatusOK {
+		t.Fatalf("%s %s: %v %s: HTTP %d %s", req.Op, req.ID, err, r.Error, r.Status, r.Body)
+	}
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("%s: %v: %s", req.Op, err, r.Body)
+	}
+}
+
+// diagnose asks pinhole for the session's diagnosis (GET
+// /api/v1/sessions/{id}/diagnosis); waitEnd waits for the session to end
+// first (a broken session is closed by the setup timeout).
 func diagnose(t *testing.T, s *server, id string, waitEnd bool) api.Diagnosis {
 	t.Helper()
 	if id == "" {
 		t.Fatal("the client created no session")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, _ := json.Marshal(request{Op: "session", ID: id, WaitEnd: waitEnd})
-	if _, err := fmt.Fprintf(s.in, "%s\n", b); err != nil {
-		t.Fatal(err)
-	}
-	var r sessionReply
-	if err := s.read(&r); err != nil || r.Error != "" {
-		t.Fatalf("session %s: %v %s", id, err, r.Error)
-	}
-	return handlers.Diagnose(r.Session, handlers.DiagnosisOptions{})
+	var d api.Diagnosis
+	s.call(t, request{Op: "diagnosis", ID: id, WaitEnd: waitEnd}, &d)
+	return d
+}
+
+// selfTest runs POST /api/v1/diagnostics/selftest on the server.
+func selfTest(t *testing.T, s *server) api.SelfTestResult {
+	t.Helper()
+	var r api.SelfTestResult
+	s.call(t, request{Op: "selftest"}, &r)
+	return r
 }
 
 // clientResult is what the client helper saw.
@@ -511,7 +588,9 @@ func serve() error {
 		return err
 	}
 	defer engine.Close()
-	h := handlers.New(handlers.Deps{Store: st, Engine: engine, Recorder: rec, Logger: log,
+	diag := handlers.NewDiagnostics(handlers.DiagnosticsDeps{Store: st, Engine: engine, Recorder: rec, Logger: log,
+		Config: handlers.DiagnosticsConfig{PublicIPs: []string{routerPubIP}, UDPPorts: localPorts, PublicPorts: public}})
+	h := handlers.New(handlers.Deps{Store: st, Engine: engine, Recorder: rec, Logger: log, Mount: diag.Mount,
 		Config: handlers.Config{AutoCreateRooms: true, CORSOrigins: []string{"*"}, PeersPerPort: 1}})
 	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", hostIP, httpPort))
 	if err != nil {
@@ -522,26 +601,42 @@ func serve() error {
 	defer srv.Close()
 	emit(map[string]bool{"ready": true})
 
+	// Commands from the parent are answered by pinhole's own HTTP handlers,
+	// called in process (the parent cannot reach this namespace).
+	do := func(method, target, body string) reply {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(method, target, strings.NewReader(body))
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		h.ServeHTTP(w, r)
+		return reply{Status: w.Code, Body: w.Body.Bytes()}
+	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		var req request
 		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
-			emit(sessionReply{Error: err.Error()})
+			emit(reply{Error: err.Error()})
 			continue
 		}
-		deadline := time.Now().Add(setupTimeout + 10*time.Second)
-		for {
+		switch req.Op {
+		case "selftest":
+			// 8 s: a self-test through a working mapping connects in well
+			// under a second; a broken one need not take the default 15 s.
+			emit(do(http.MethodPost, "/api/v1/diagnostics/selftest", `{"timeout_ms":8000}`))
+		case "diagnosis":
+			deadline := time.Now().Add(setupTimeout + 10*time.Second)
+			for req.WaitEnd && time.Now().Before(deadline) {
+				rec.Sync()
+				if s, err := st.GetSession(context.Background(), req.ID); err != nil || s.State == store.StateClosed {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
 			rec.Sync()
-			s, err := st.GetSession(context.Background(), req.ID)
-			if err != nil {
-				emit(sessionReply{Error: err.Error()})
-				break
-			}
-			if !req.WaitEnd || s.State == store.StateClosed || time.Now().After(deadline) {
-				emit(sessionReply{Session: s})
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
+			emit(do(http.MethodGet, "/api/v1/sessions/"+req.ID+"/diagnosis", ""))
+		default:
+			emit(reply{Error: "unknown op " + req.Op})
 		}
 	}
 	return nil
