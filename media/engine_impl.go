@@ -19,6 +19,7 @@ import (
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/transport/v4/stdnet"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -43,6 +44,7 @@ type engine struct {
 	registry    *interceptor.Registry
 	cert        webrtc.Certificate
 	loggers     *slogLoggerFactory
+	ifaces      *stdnet.Net
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -65,9 +67,19 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 		onEvent = func(Event) {}
 	}
 	loggers := &slogLoggerFactory{log: cfg.Logger.With("component", "pion")}
+	// The interface list is read once here and shared (read-only) by every
+	// lease's mux and every ICE agent: enumerating interfaces over netlink
+	// took a quarter of the CPU time of an answer, twice per session.
+	// Addresses are rewritten to PublicIPs anyway; an interface that appears
+	// later needs a restart to be announced.
+	ifaces, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("listing network interfaces: %w", err)
+	}
 	pool, err := NewPool(PoolConfig{
 		Ports: cfg.Ports, PublicPorts: cfg.PublicPorts, PublicIPs: cfg.PublicIPs,
 		BindIP: cfg.BindIP, PeersPerPort: cfg.PeersPerPort, Logger: cfg.Logger, LoggerFactory: loggers,
+		Net: ifaces,
 	})
 	if err != nil {
 		return nil, err
@@ -87,7 +99,7 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &engine{
 		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
-		mediaEngine: me, registry: reg, cert: *cert, loggers: loggers,
+		mediaEngine: me, registry: reg, cert: *cert, loggers: loggers, ifaces: ifaces,
 		sessions: map[string]*session{}, hubs: map[string]*hub{},
 		ctx: ctx, cancel: cancel,
 	}
@@ -126,6 +138,7 @@ func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
 // no mDNS, host candidates rewritten to the public IPs.
 func (e *engine) settingEngine(l *Lease) (*webrtc.SettingEngine, error) {
 	se := &webrtc.SettingEngine{LoggerFactory: e.loggers}
+	se.SetNet(e.ifaces)
 	se.SetICEUDPMux(l.Mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)

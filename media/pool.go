@@ -32,6 +32,9 @@ type PoolConfig struct {
 	Logger       *slog.Logger
 	// LoggerFactory is handed to Pion's ICE mux.
 	LoggerFactory logging.LoggerFactory
+	// Net lists the interface addresses a mux bound to 0.0.0.0 announces.
+	// Nil: the interfaces are enumerated (netlink) on every lease.
+	Net *stdnet.Net
 }
 
 // Pool owns the configured UDP port range and hands out leases. A lease binds
@@ -192,6 +195,9 @@ func (p *Pool) Acquire(sessionID, room string, role Role, onPacket func(port int
 // muxNet is the transport.Net the mux uses to list interface addresses
 // when bound to 0.0.0.0.
 func (p *Pool) muxNet() *stdnet.Net {
+	if p.cfg.Net != nil {
+		return p.cfg.Net
+	}
 	n, err := stdnet.NewNet()
 	if err != nil {
 		p.log.Warn("listing interfaces", "err", err)
