@@ -110,6 +110,7 @@ const messages = {
     'status.publishing': 'Publishing',
     'status.watching': 'Watching',
     'status.stopped': 'Stopped.',
+    'status.ended': 'pinhole ended this session.',
     'status.waiting': 'Waiting for media…',
 
     'watch.title': 'Watch',
@@ -265,6 +266,7 @@ const messages = {
     'status.publishing': '正在发布',
     'status.watching': '正在观看',
     'status.stopped': '已停止。',
+    'status.ended': 'pinhole 已结束此会话。',
     'status.waiting': '正在等待媒体…',
 
     'watch.title': '观看',

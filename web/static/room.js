@@ -8,6 +8,7 @@ import { Peer, mediaError, videoCodecs } from './rtc.js';
 
 const REFRESH_MS = 1000; // participants: a new publisher should appear within a second
 const ENDED = new Set(['closed', 'failed']);
+const ORPHAN_POLLS = 3; // refreshes a viewer waits for pinhole to end it after its publisher left
 const STATES = new Set(['new', 'connecting', 'connected', 'disconnected', 'failed', 'closed']);
 
 /** mount renders the room page for params[0] into root. */
@@ -112,12 +113,21 @@ export function mount(root, { params }) {
 
   function syncPlayers(parts) {
     const pubs = parts.filter((p) => p.role === 'publisher' && !ENDED.has(p.state) && !own.has(p.session_id));
-    const live = new Set(pubs.map((p) => p.session_id));
+    const pubIds = new Set(pubs.map((p) => p.session_id));
+    const liveIds = new Set(parts.filter((p) => !ENDED.has(p.state)).map((p) => p.session_id));
     for (const [id, p] of players) {
-      if (!live.has(id)) {
-        p.destroy();
-        players.delete(id);
+      if (pubIds.has(id)) {
+        p.orphaned = 0;
+        continue;
       }
+      // The publisher left. pinhole usually ends its viewers itself; give
+      // it ORPHAN_POLLS refreshes before ending ours with DELETE, so that
+      // we do not DELETE (and get 404 for) a session already gone.
+      const vid = p.peer && p.peer.sessionId;
+      if (vid && liveIds.has(vid) && ++p.orphaned < ORPHAN_POLLS) continue;
+      if (vid && !liveIds.has(vid)) p.peer.markGone();
+      p.destroy();
+      players.delete(id);
     }
     // While our own WHIP POST is in flight our session may already be
     // listed under an id we do not know yet: never watch ourselves.
@@ -183,7 +193,7 @@ export function mount(root, { params }) {
         const keep = select.value;
         const list = devices.filter((d) => d.kind === kind && d.deviceId && d.deviceId !== 'default');
         select.replaceChildren(h('option', { value: '', i18n: 'dev.default' }),
-          list.map((d, i) => (d.label ? h('option', { value: d.deviceId, v: d.label })
+          ...list.map((d, i) => (d.label ? h('option', { value: d.deviceId, v: d.label })
             : h('option', { value: d.deviceId, i18n: key, args: { n: i + 1 } }))));
         if ([...select.options].some((o) => o.value === keep)) select.value = keep;
       };
@@ -224,6 +234,8 @@ export function mount(root, { params }) {
       const peer = card.peer;
       card.peer = null;
       if (peer) peer.stop();
+      // Figures of a session that never existed would only confuse.
+      if (!peer || !peer.sessionId) stats.el.hidden = true;
       if (stream) stream.getTracks().forEach((t) => t.stop());
       stream = null;
       preview.srcObject = null;
@@ -257,7 +269,6 @@ export function mount(root, { params }) {
       }));
       const peer = new Peer({ role: 'publisher', room, token: token.value });
       card.peer = peer;
-      stats.el.hidden = false;
       stats.reset();
       peer.onstate = (s) => {
         if (peer !== card.peer) return;
@@ -273,12 +284,17 @@ export function mount(root, { params }) {
         errors.replaceChildren(errorBox(new UserError('err.connFailed'), { sessionId: peer.sessionId }));
         end('status.stopped');
       };
+      peer.onended = (reason) => {
+        end('status.ended');
+        if (reason) errors.replaceChildren(h('p', { class: 'muted detail', v: reason }));
+      };
       publishPending = true;
       try {
         await peer.start(stream, codec.value);
         if (peer.sessionId) {
           own.add(peer.sessionId);
           stats.sessionId(peer.sessionId);
+          stats.el.hidden = false;
         }
       } catch (err) {
         errors.replaceChildren(errorBox(err, { room }));
@@ -306,12 +322,13 @@ export function mount(root, { params }) {
     const first = h('p', { class: 'muted first-frame', hidden: true });
     const errors = h('div', { class: 'status-area' });
     const stats = statsPanel('viewer');
+    stats.el.hidden = true;
     const el = h('section', { class: 'player card inset', dataset: { publisher: pid } },
       h('h3', {}, h('span', { i18n: 'player.title', args: { id: part.user_id || shortId(pid) } })),
       h('div', { class: 'video-box' }, video),
       h('div', { class: 'actions' }, mute, toggle),
       status, first, errors, stats.el);
-    const p = { el, started: false, peer: null };
+    const p = { el, started: false, peer: null, orphaned: 0 };
 
     mute.addEventListener('click', () => {
       video.muted = !video.muted;
@@ -329,12 +346,15 @@ export function mount(root, { params }) {
       video.srcObject = null;
       mute.disabled = true;
       setTr(toggle, 'player.retry');
+      status.hidden = !key;
       if (key) setTr(status, key);
+      if (!peer || !peer.sessionId) stats.el.hidden = true;
     }
 
     p.start = async () => {
       if (p.peer) return;
       p.started = true;
+      status.hidden = false;
       errors.replaceChildren();
       first.hidden = true;
       delete video.dataset.firstFrameAt;
@@ -374,11 +394,13 @@ export function mount(root, { params }) {
         errors.replaceChildren(errorBox(new UserError('err.connFailed'), { sessionId: peer.sessionId }));
         stopPeer(null);
       };
+      peer.onended = () => stopPeer('status.ended');
       try {
         await peer.start(null);
         if (peer.sessionId) {
           own.add(peer.sessionId);
           stats.sessionId(peer.sessionId);
+          stats.el.hidden = false;
         }
       } catch (err) {
         if (peer !== p.peer) return;

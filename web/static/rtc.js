@@ -13,22 +13,33 @@ import { request, getJSON, UserError, enc } from './api.js';
 // for tens of seconds. What has been gathered by then is sent.
 const GATHER_TIMEOUT_MS = 4000;
 const STATS_MS = 1000; // one getStats() per second per peer: live without cost
-const SESSION_MS = 3000; // lease and server-side state change rarely
+const SESSION_MS = 3000;
+const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway // lease and server-side state change rarely
 
-/** waitGathering resolves when pc has gathered all candidates (or after the timeout). */
+/**
+ * waitGathering waits until pc has gathered all candidates, or ms passed.
+ * It resolves true when gathering completed or at least one candidate was
+ * found (worth sending), false when nothing at all happened (stalled).
+ */
 export function waitGathering(pc, ms = GATHER_TIMEOUT_MS) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  if (pc.iceGatheringState === 'complete') return Promise.resolve(true);
   return new Promise((resolve) => {
-    const done = () => {
+    let found = false;
+    const done = (ok) => {
       clearTimeout(timer);
       pc.removeEventListener('icegatheringstatechange', check);
-      resolve();
+      pc.removeEventListener('icecandidate', seen);
+      resolve(ok);
     };
     const check = () => {
-      if (pc.iceGatheringState === 'complete') done();
+      if (pc.iceGatheringState === 'complete') done(true);
     };
-    const timer = setTimeout(done, ms);
+    const seen = (ev) => {
+      if (ev.candidate) found = true;
+    };
+    const timer = setTimeout(() => done(found), ms);
     pc.addEventListener('icegatheringstatechange', check);
+    pc.addEventListener('icecandidate', seen);
   });
 }
 
@@ -73,7 +84,8 @@ function preferCodec(transceiver, name) {
 /**
  * Peer is one WHIP publisher or WHEP viewer. Events (set as properties):
  * onstate(state), onstats(summary), onsession(session), ontrack(stream),
- * onfailed(). Call start, then stop.
+ * onfailed() (no media path), onended(reason) (pinhole ended the session).
+ * Call start, then stop.
  */
 export class Peer {
   /**
@@ -99,28 +111,10 @@ export class Peer {
    */
   async start(stream, codec) {
     if (!window.RTCPeerConnection) throw new UserError('err.unsupported');
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
-    this.pc = pc;
-    window.addEventListener('pagehide', this.onPageHide);
-    pc.addEventListener('connectionstatechange', () => {
-      this.emit('onstate', pc.connectionState);
-      if (pc.connectionState === 'failed') this.emit('onfailed');
-    });
-    if (this.role === 'publisher') {
-      for (const track of stream.getTracks()) {
-        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-        if (track.kind === 'video') preferCodec(tr, codec);
-      }
-    } else {
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-      const remote = new MediaStream();
-      pc.addEventListener('track', (ev) => {
-        remote.addTrack(ev.track);
-        this.emit('ontrack', remote);
-      });
-    }
     this.emit('onstate', 'gathering');
+    window.addEventListener('pagehide', this.onPageHide);
+    const pc = this.build(stream, codec);
+    this.pc = pc;
     await pc.setLocalDescription(await pc.createOffer());
     await waitGathering(pc);
     if (this.stopped) return;
@@ -149,6 +143,36 @@ export class Peer {
     if (this.sessionId) this.loop(() => this.fetchSession(), SESSION_MS);
   }
 
+  // build makes the RTCPeerConnection with its transceivers and handlers.
+  build(stream, codec) {
+    // iceCandidatePoolSize 1 starts gathering as the connection is made.
+    // Without it Chromium, on a host whose only interface is loopback,
+    // sometimes never gathers at all: its network list can arrive before
+    // setLocalDescription starts the allocator, which then waits forever
+    // (seen in about one run in three in the browser test's namespace).
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceCandidatePoolSize: 1 });
+    pc.addEventListener('connectionstatechange', () => {
+      if (pc !== this.pc) return;
+      this.emit('onstate', pc.connectionState);
+      if (pc.connectionState === 'failed') this.failed();
+    });
+    if (this.role === 'publisher') {
+      for (const track of stream.getTracks()) {
+        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+        if (track.kind === 'video') preferCodec(tr, codec);
+      }
+    } else {
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const remote = new MediaStream();
+      pc.addEventListener('track', (ev) => {
+        remote.addTrack(ev.track);
+        this.emit('ontrack', remote);
+      });
+    }
+    return pc;
+  }
+
   emit(name, ...args) {
     if (typeof this[name] === 'function') this[name](...args);
   }
@@ -168,8 +192,36 @@ export class Peer {
   }
 
   async fetchSession() {
+    if (!this.resourceUrl) return; // ended on the server: nothing to ask
     const s = await getJSON(`/api/v1/sessions/${enc(this.sessionId)}`);
+    if (s.state === 'closed') this.markGone();
     this.emit('onsession', s);
+  }
+
+  // failed tells a broken media path (onfailed) from a session pinhole
+  // ended on purpose - publisher left, room deleted, timeout - which also
+  // fails the connection in Chromium (onended(reason)); the latter needs no
+  // DELETE and no "connection failed" alarm.
+  async failed() {
+    if (this.stopped) return;
+    let s = null;
+    if (this.sessionId && this.resourceUrl) {
+      try {
+        s = await getJSON(`/api/v1/sessions/${enc(this.sessionId)}`);
+      } catch {
+        // Unknown: treat as a failed connection.
+      }
+    }
+    if (this.stopped) return;
+    if (s && s.state === 'closed') {
+      this.markGone();
+      this.emit('onended', s.close_reason || '');
+    } else this.emit('onfailed');
+  }
+
+  /** markGone records that pinhole ended the session itself: stop skips the DELETE. */
+  markGone() {
+    this.resourceUrl = '';
   }
 
   async sampleStats() {
@@ -182,25 +234,36 @@ export class Peer {
   }
 
   // release DELETEs the resource once; keepalive lets it outlive the page.
+  // It resolves when pinhole has answered (or failed to).
   release(keepalive) {
-    if (!this.resourceUrl) return;
+    if (!this.resourceUrl) return Promise.resolve();
     const url = this.resourceUrl;
     this.resourceUrl = '';
-    request('DELETE', url, { keepalive, token: this.token }).catch(() => {
+    return request('DELETE', url, { keepalive, token: this.token }).catch(() => {
       // Gone already (timeout, room deleted): nothing left to free.
     });
   }
 
-  /** stop ends the peer: DELETE on the resource, close the connection, stop the tracks. */
+  /**
+   * stop ends the peer: DELETE on the resource, then close the connection.
+   * The order matters: closing first sends a DTLS close that makes pinhole
+   * end the session itself, and the DELETE racing it would get 404.
+   */
   stop(keepalive = false) {
     if (this.stopped) return;
     this.stopped = true;
     window.removeEventListener('pagehide', this.onPageHide);
     this.timers.forEach(clearTimeout);
-    this.release(keepalive);
-    if (this.pc) {
-      this.pc.getSenders().forEach((s) => s.track && s.track.stop());
-      this.pc.close();
+    const pc = this.pc;
+    if (pc) pc.getSenders().forEach((s) => s.track && s.track.stop());
+    const close = () => pc && pc.close();
+    if (keepalive) {
+      this.release(true);
+      close();
+    } else {
+      const answered = this.release(false);
+      // Close anyway if pinhole does not answer soon.
+      Promise.race([answered, new Promise((r) => setTimeout(r, DELETE_WAIT_MS))]).then(close);
     }
     this.emit('onstate', 'closed');
   }

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Browser tests of pinhole's web app: web.test.mjs (rooms, room, ports,
+# languages; issue 3), then diagnostics.test.mjs (the diagnostics page,
+# issue 4, with a pion/turn server from ./turnd) when present.
+#
+# Builds pinhole, starts it and Debian's Chromium (driven by playwright-core)
+# inside a network namespace of their own with only lo up, so that every
+# packet - HTTP, ICE, DTLS, SRTP, STUN/TURN - stays on 127.0.0.1 (Chromium
+# otherwise gathers candidates on the machine's real interfaces too). Exits 0
+# with a SKIP line only when the machine refuses network namespaces.
+#
+# Env: PINHOLE_TEST_KEEP=1 keeps the temp dir (binary, pinhole.log).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+http_port=18080
+udp_ports=10111-10115
+ns="pinhole-web-$$"
+tmp=$(mktemp -d)
+pid=""
+turn_pid=""
+ns_made=""
+
+# stop ends one process we started, by PID: TERM, up to 5 s, then KILL.
+stop() {
+	local p=$1
+	[[ -n "$p" ]] || return 0
+	if kill -0 "$p" 2>/dev/null; then
+		kill "$p" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	fi
+	wait "$p" 2>/dev/null || true
+}
+
+cleanup() {
+	status=$?
+	stop "$pid"
+	stop "$turn_pid"
+	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
+	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
+		echo "--- last lines of pinhole.log ---"
+		tail -n 40 "$tmp/pinhole.log" || true
+	fi
+	if [[ -n "${PINHOLE_TEST_KEEP:-}" ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+	exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Namespaces first: without them the test cannot keep Chromium on loopback.
+if ! ip netns add "$ns" 2>"$tmp/netns.err"; then
+	echo "SKIP: web browser test: this machine refuses network namespaces ($(tr -d '\n' <"$tmp/netns.err")); it needs root or CAP_NET_ADMIN"
+	exit 0
+fi
+ns_made=1
+ip -n "$ns" link set lo up
+
+if [[ ! -x /usr/bin/chromium ]]; then
+	if [[ $(id -u) -eq 0 ]]; then
+		echo "installing Debian chromium (apt-get install -y chromium)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >"$tmp/apt.log" 2>&1 ||
+			{ apt-get update >>"$tmp/apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >>"$tmp/apt.log" 2>&1; } ||
+			{ tail -n 20 "$tmp/apt.log"; echo "FAIL: cannot install chromium"; exit 1; }
+	else
+		echo "FAIL: /usr/bin/chromium missing; install it: apt-get install -y chromium"
+		exit 1
+	fi
+fi
+
+# Chinese labels need a CJK font to render (else screenshots show boxes).
+if ! fc-list :lang=zh 2>/dev/null | grep -q . && [[ $(id -u) -eq 0 ]]; then
+	echo "installing a CJK font (apt-get install -y fonts-wqy-microhei)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-wqy-microhei >>"$tmp/apt.log" 2>&1 ||
+		echo "warning: no CJK font; Chinese screenshots will show boxes"
+fi
+
+# playwright-core pinned by package-lock.json; no browser download (Debian's chromium is used).
+want=$(node -p "require('$here/package-lock.json').packages['node_modules/playwright-core'].version")
+have=$(node -p "require('$here/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [[ "$want" != "$have" ]]; then
+	(cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+echo "building pinhole"
+(cd "$root" && go build -o "$tmp/pinhole" .)
+if [[ -f "$here/diagnostics.test.mjs" ]]; then
+	(cd "$root" && go build -o "$tmp/turnd" ./web/test/turnd)
+	ip netns exec "$ns" "$tmp/turnd" --addr 127.0.0.1:3478 >"$tmp/turnd.log" 2>&1 &
+	turn_pid=$!
+fi
+
+ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-ports "$udp_ports" \
+	--public-ip 127.0.0.1 >"$tmp/pinhole.log" 2>&1 &
+pid=$!
+
+rm -rf "$here/artifacts"
+mkdir -p "$here/artifacts"
+rc=0
+for t in web.test.mjs diagnostics.test.mjs; do
+	[[ -f "$here/$t" ]] || continue
+	echo "=== $t"
+	ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_ARTIFACTS="$here/artifacts" \
+		PINHOLE_TURN=127.0.0.1:3478 HOME="$tmp" node "$here/$t" || rc=1
+done
+cp "$tmp/pinhole.log" "$here/artifacts/pinhole.log" 2>/dev/null || true
+if ! kill -0 "$pid" 2>/dev/null; then
+	echo "FAIL: pinhole exited during the test"
+	rc=1
+fi
+if [[ $rc -eq 0 ]]; then echo "PASS: web browser tests"; else echo "FAIL: web browser tests"; fi
+exit $rc

@@ -1,0 +1,326 @@
+// Browser test of pinhole's web app: Debian's Chromium with fake camera and
+// microphone, driven by playwright-core, against a real pinhole binary at
+// PINHOLE_URL. Run it through run.sh, which puts pinhole and Chromium in a
+// network namespace of their own (only lo up), so every packet stays on
+// 127.0.0.1.
+//
+// The steps depend on each other (publish, then watch, then stop), so this
+// is a plain sequential script: each step prints "ok" or "not ok", the last
+// line is "N passed, N failed", and the exit code is 1 on any failure.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BASE = (process.env.PINHOLE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
+const ART = process.env.PINHOLE_ARTIFACTS || path.join(here, 'artifacts');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const WAIT = 30_000; // generous: a 2-core machine running pinhole, Go tests and two Chromium tabs
+const ROOM = 'web-test';
+const TMP_ROOM = 'web-test-tmp';
+
+// Latin words allowed on a Chinese page outside data: protocol and product names.
+const ALLOWED_LATIN = new Set(['pinhole', 'WHIP', 'WHEP', 'UDP', 'HTTPS', 'localhost']);
+
+mkdirSync(ART, { recursive: true });
+const results = [];
+const consoleErrors = [];
+const figures = {};
+
+function log(...a) {
+  console.log(...a);
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    log(`ok - ${name} (${Date.now() - t0} ms)`);
+  } catch (err) {
+    results.push({ name, ok: false, err });
+    log(`not ok - ${name} (${Date.now() - t0} ms)\n  ${String(err && err.stack ? err.stack : err).split('\n').slice(0, 6).join('\n  ')}`);
+  }
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function waitReady() {
+  const deadline = Date.now() + WAIT;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(`${BASE}/readyz`);
+      if (r.ok) return;
+      last = `status ${r.status}`;
+    } catch (err) {
+      last = String(err.cause || err);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`pinhole not ready at ${BASE}: ${last}`);
+}
+
+function watch(page, label) {
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`[${label}] console: ${m.text()} ${JSON.stringify(m.location())}`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`[${label}] page error: ${e.message}`));
+  page.on('requestfailed', (r) => {
+    // Requests cut off by a navigation or page close (polls in flight, the
+    // keepalive DELETE of pagehide) are not app failures.
+    if (r.failure()?.errorText === 'net::ERR_ABORTED') return;
+    consoleErrors.push(`[${label}] request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) consoleErrors.push(`[${label}] HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true });
+}
+
+// englishLeft lists visible text on the page that is neither data (inside
+// [data-v], code, [lang=en]) nor allowed names, yet contains Latin words:
+// labels the Chinese translation missed.
+async function englishLeft(page, data = []) {
+  return page.evaluate(([allowed, data]) => {
+    const allow = new Set(allowed);
+    const bad = [];
+    const isData = (el) => !!el.closest('[data-v], code, [lang="en"], .brand');
+    const latin = (s) => (s.match(/[A-Za-z]{2,}/g) || []).filter((w) => !allow.has(w));
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!el || !n.textContent.trim() || isData(el)) continue;
+      const inSelect = el.closest('select');
+      const visible = inSelect ? inSelect.checkVisibility() : el.checkVisibility({ visibilityProperty: true });
+      if (!visible && !el.closest('.skip')) continue;
+      if (latin(n.textContent).length) bad.push(n.textContent.trim());
+    }
+    for (const el of document.querySelectorAll('[placeholder], [title], [aria-label]')) {
+      if (!el.checkVisibility() || isData(el)) continue;
+      for (const a of ['placeholder', 'title', 'aria-label']) {
+        const v = el.getAttribute(a);
+        if (v && latin(v).length && !/^\d/.test(v)) bad.push(`${a}=${v}`);
+      }
+    }
+    let title = document.title;
+    for (const d of data) title = title.split(d).join('');
+    if (latin(title).length) bad.push(`title=${document.title}`);
+    return bad;
+  }, [[...ALLOWED_LATIN], data]);
+}
+
+async function switchLang(page, l) {
+  await page.selectOption('#lang', l);
+  await page.waitForFunction((x) => document.documentElement.lang === x, l);
+}
+
+async function checkChinese(page, name) {
+  await switchLang(page, 'zh-CN');
+  const left = await englishLeft(page, [ROOM]);
+  await shot(page, `${name}-zh`);
+  check(left.length === 0, `${name}: English left in Chinese: ${JSON.stringify(left)}`);
+  const nav = await page.textContent('nav');
+  check(nav.includes('房间') && nav.includes('端口'), `${name}: nav not translated: ${nav}`);
+}
+
+const num = (s) => Number(String(s || '').replace(/[^\d.]/g, '')) || 0;
+
+async function main() {
+  await waitReady();
+  const profile = mkdtempSync(path.join(tmpdir(), 'pinhole-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    locale: 'en-US',
+    viewport: { width: 1280, height: 900 },
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  context.setDefaultTimeout(WAIT);
+  try {
+    await run(context);
+  } finally {
+    await context.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+async function run(context) {
+  const version = context.browser()?.version() || '';
+  log(`# pinhole ${BASE}, chromium ${version || CHROMIUM}, artifacts ${ART}`);
+
+  // ---------------------------------------------------------------- rooms
+  const rooms = watch(await context.newPage(), 'rooms');
+  await step('rooms page: create and delete a room', async () => {
+    await rooms.goto(`${BASE}/`);
+    await rooms.waitForSelector('.live:not(.stale)');
+    await rooms.fill('#room-name', TMP_ROOM);
+    await rooms.keyboard.press('Enter'); // the form submits from the keyboard
+    const row = rooms.locator(`tr[data-room="${TMP_ROOM}"]`);
+    await row.waitFor();
+    await rooms.waitForSelector('.notice.ok');
+    const api = await (await fetch(`${BASE}/api/v1/rooms`)).json();
+    check(api.rooms.some((r) => r.name === TMP_ROOM), 'room not in GET /api/v1/rooms');
+    await shot(rooms, 'rooms');
+    await row.locator('[data-action=delete]').click();
+    await row.locator('[data-action=confirm]').click();
+    await row.waitFor({ state: 'detached' });
+    const after = await (await fetch(`${BASE}/api/v1/rooms`)).json();
+    check(!after.rooms.some((r) => r.name === TMP_ROOM), 'room still in GET /api/v1/rooms after delete');
+  });
+
+  // ---------------------------------------------------- publish and watch
+  const a = watch(await context.newPage(), 'A');
+  const b = watch(await context.newPage(), 'B');
+  let aSession = '';
+  let aPort = 0;
+  await step('page A publishes fake camera and microphone; page B decodes video and audio', async () => {
+    await a.goto(`${BASE}/rooms/${ROOM}`);
+    await b.goto(`${BASE}/rooms/${ROOM}`);
+    await a.waitForSelector('#pub-start:not([disabled])');
+    await b.waitForSelector('.live:not(.stale)');
+    await a.bringToFront();
+    const clickedAt = Date.now();
+    await a.click('#pub-start');
+    await a.waitForFunction(() => document.querySelector('.publish [data-stat=state]')?.dataset.state === 'connected');
+    // B picks A up from the participants list (1 s refresh) and starts WHEP.
+    const video = b.locator('video.remote').first();
+    await video.waitFor();
+    await b.waitForFunction(() => document.querySelector('video.remote')?.dataset.firstFrameAt, null, { polling: 50 });
+    const firstAt = Number(await video.getAttribute('data-first-frame-at'));
+    figures.publishToFirstFrameMs = firstAt - clickedAt;
+    log(`# publish click to first frame decoded in the viewer: ${figures.publishToFirstFrameMs} ms`);
+    const w = await video.evaluate((v) => v.videoWidth);
+    check(w > 0, `videoWidth ${w}`);
+    const frames = () => b.textContent('.player [data-stat=frames]').then(num);
+    const f1 = await frames();
+    await b.waitForFunction((f) => Number(document.querySelector('.player [data-stat=frames]').textContent) > f + 10, f1);
+    const f2 = await frames();
+    await b.waitForFunction(() => Number(document.querySelector('.player [data-stat=audio]').textContent) > 0);
+    const audio = await b.textContent('.player [data-stat=audio]').then(num);
+    const res = await b.textContent('.player [data-stat=resolution]');
+    log(`# viewer: framesDecoded ${f1} -> ${f2}, audio packets ${audio}, resolution ${res}, videoWidth ${w}`);
+    // The quality played by the element itself, not just the stats.
+    const q = await video.evaluate((v) => v.getVideoPlaybackQuality().totalVideoFrames);
+    check(q > 0, `video element played ${q} frames`);
+    await a.waitForFunction(() => /^\d+$/.test(document.querySelector('.publish [data-stat=localPort]').textContent));
+    aSession = (await a.textContent('.publish [data-stat=session]')).trim();
+    aPort = num(await a.textContent('.publish [data-stat=localPort]'));
+    check(aSession && aPort, `A session ${aSession} port ${aPort}`);
+    await b.waitForFunction(() => /^\d+$/.test(document.querySelector('.player [data-stat=localPort]').textContent));
+    await a.waitForFunction(() => Number(document.querySelector('.publish [data-stat=frames]').textContent) > 0);
+    const pair = await b.textContent('.player [data-stat=pair]');
+    log(`# viewer candidate pair: ${pair}`);
+    check(pair.includes('127.0.0.1'), `pair ${pair}`);
+    await shot(a, 'room-publisher');
+    await shot(b, 'room-viewer');
+  });
+
+  await step('page B lists A among the participants as publisher', async () => {
+    check(aSession, 'no session for A');
+    const li = b.locator(`.participants li[data-session="${aSession}"]`);
+    await li.waitFor();
+    check((await li.locator('.role-publisher').count()) === 1, 'A not shown as publisher');
+    // A sees itself marked "you".
+    await a.locator(`.participants li[data-session="${aSession}"] .you`).waitFor({ state: 'visible' });
+  });
+
+  const ports = watch(await context.newPage(), 'ports');
+  await step('ports page shows two leased ports; A\'s port is free after A stops', async () => {
+    await ports.goto(`${BASE}/ports`);
+    await ports.waitForFunction(() => document.querySelectorAll('.port[data-state=leased]').length === 2);
+    const cell = ports.locator(`.port[data-port="${aPort}"]`);
+    check((await cell.getAttribute('data-state')) === 'leased', `port ${aPort} not leased`);
+    check((await cell.textContent()).includes(ROOM), 'leased cell does not name the room');
+    await ports.waitForFunction((p) => {
+      const c = document.querySelector(`.port[data-port="${p}"] [data-f=packets]`);
+      return c && Number(c.textContent) > 0;
+    }, aPort);
+    await shot(ports, 'ports');
+    await a.bringToFront();
+    await a.click('#pub-stop');
+    await ports.waitForFunction((p) => document.querySelector(`.port[data-port="${p}"]`)?.dataset.state === 'free', aPort);
+    // B's player follows: A is gone, B ends its WHEP session, every port is free.
+    await b.locator('video.remote').waitFor({ state: 'detached' });
+    await ports.waitForFunction(() => document.querySelectorAll('.port[data-state=leased]').length === 0);
+    await shot(ports, 'ports-free');
+  });
+
+  // ---------------------------------------------------- Chinese labels
+  const diag = watch(await context.newPage(), 'diagnostics');
+  await step('Chinese switches every visible label (rooms, room, ports, diagnostics)', async () => {
+    // The room page with a live publisher and player shows the most labels.
+    await a.click('#pub-start');
+    await b.locator('video.remote').waitFor();
+    await b.waitForFunction(() => document.querySelector('video.remote')?.dataset.firstFrameAt);
+    await b.waitForFunction(() => /^\d+$/.test(document.querySelector('.player [data-stat=localPort]').textContent));
+    await checkChinese(b, 'room-viewer');
+    await a.reload(); // remembered: A comes back in Chinese (and its pagehide freed its session)
+    await a.waitForFunction(() => document.documentElement.lang === 'zh-CN');
+    await a.waitForSelector('.live:not(.stale)');
+    await checkChinese(a, 'room');
+    await rooms.reload();
+    await rooms.waitForSelector('tr[data-room]');
+    await checkChinese(rooms, 'rooms');
+    await ports.reload();
+    await ports.waitForSelector('.port');
+    await checkChinese(ports, 'ports');
+    await diag.goto(`${BASE}/diagnostics`);
+    await diag.waitForSelector('main h1');
+    await checkChinese(diag, 'diagnostics');
+    await switchLang(diag, 'en');
+    check((await diag.textContent('nav')).includes('Rooms'), 'English does not come back');
+  });
+
+  await step('phone layout screenshots', async () => {
+    const phone = watch(await context.newPage(), 'phone');
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(`${BASE}/`);
+    await phone.waitForSelector('.live:not(.stale)');
+    await shot(phone, 'rooms-phone');
+    await phone.goto(`${BASE}/rooms/${ROOM}`);
+    await phone.waitForSelector('.live:not(.stale)');
+    await shot(phone, 'room-phone');
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, `room page scrolls sideways by ${overflow}px on a phone`);
+    await phone.goto(`${BASE}/ports`);
+    await phone.waitForSelector('.port');
+    await shot(phone, 'ports-phone');
+    await phone.close();
+  });
+
+  await step('leaving the page frees the sessions (DELETE on pagehide)', async () => {
+    for (const p of [a, b]) await p.close({ runBeforeUnload: true });
+    await ports.waitForFunction(() => document.querySelectorAll('.port[data-state=leased]').length === 0);
+  });
+
+  await step('no browser console errors', async () => {
+    check(consoleErrors.length === 0, `console errors:\n  ${consoleErrors.join('\n  ')}`);
+  });
+}
+
+try {
+  await main();
+} catch (err) {
+  results.push({ name: 'setup', ok: false, err });
+  log(`not ok - setup: ${err && err.stack ? err.stack : err}`);
+}
+const failed = results.filter((r) => !r.ok).length;
+if (figures.publishToFirstFrameMs !== undefined) {
+  log(`# measured: publish click -> first frame decoded in viewer = ${figures.publishToFirstFrameMs} ms`);
+}
+log(`${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
