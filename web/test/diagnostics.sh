@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Browser test of the diagnostics page (issue 4): builds pinhole and turnd (a
+# pion/turn STUN/TURN server), starts both and Debian's Chromium (driven by
+# playwright-core) inside a network namespace of their own with only lo up,
+# so every packet stays on 127.0.0.1, and runs diagnostics.test.mjs.
+# run.sh (the web app's test) can call this script, or start turnd itself and
+# run diagnostics.test.mjs against its own pinhole with the same environment.
+# Exits 0 with a SKIP line only when the machine refuses network namespaces.
+#
+# Env: PINHOLE_TEST_KEEP=1 keeps the temp dir (binaries, logs).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+http_port=18081
+udp_ports=10121-10125
+turn_addr=127.0.0.1:3478
+turn_user=pinhole
+turn_pass=secret
+ns="pinhole-diag-$$"
+tmp=$(mktemp -d)
+pids=()
+ns_made=""
+
+cleanup() {
+	status=$?
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
+	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
+		echo "--- last lines of pinhole.log ---"
+		tail -n 40 "$tmp/pinhole.log" || true
+	fi
+	if [[ -n "${PINHOLE_TEST_KEEP:-}" ]]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+	exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! ip netns add "$ns" 2>"$tmp/netns.err"; then
+	echo "SKIP: diagnostics browser test: this machine refuses network namespaces ($(tr -d '\n' <"$tmp/netns.err")); it needs root or CAP_NET_ADMIN"
+	exit 0
+fi
+ns_made=1
+ip -n "$ns" link set lo up
+
+if [[ ! -x /usr/bin/chromium ]]; then
+	if [[ $(id -u) -eq 0 ]]; then
+		echo "installing Debian chromium (apt-get install -y chromium)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >"$tmp/apt.log" 2>&1 ||
+			{ tail -n 20 "$tmp/apt.log"; echo "FAIL: cannot install chromium"; exit 1; }
+	else
+		echo "FAIL: /usr/bin/chromium missing; install it: apt-get install -y chromium"
+		exit 1
+	fi
+fi
+if [[ ! -d "$here/node_modules/playwright-core" ]]; then
+	(cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+echo "building pinhole and turnd"
+(cd "$root" && go build -o "$tmp/pinhole" . && go build -o "$tmp/turnd" ./web/test/turnd)
+
+ip netns exec "$ns" "$tmp/turnd" -addr "$turn_addr" -user "$turn_user" -pass "$turn_pass" >"$tmp/turnd.log" 2>&1 &
+pids+=($!)
+ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-ports "$udp_ports" --public-ip 127.0.0.1 \
+	--ice-servers "stun:$turn_addr,turn:$turn_user:$turn_pass@$turn_addr?transport=udp" >"$tmp/pinhole.log" 2>&1 &
+pids+=($!)
+
+ready=""
+for _ in $(seq 100); do
+	if ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$http_port" 2>/dev/null; then ready=1; break; fi
+	sleep 0.1
+done
+[[ -n "$ready" ]] || { echo "FAIL: pinhole did not start"; exit 1; }
+
+mkdir -p "$here/artifacts"
+set +e
+ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_TURN="$turn_addr" \
+	PINHOLE_TURN_USER="$turn_user" PINHOLE_TURN_PASS="$turn_pass" PINHOLE_ARTIFACTS="$here/artifacts" \
+	HOME="$tmp" node "$here/diagnostics.test.mjs"
+rc=$?
+set -e
+cp "$tmp/pinhole.log" "$here/artifacts/pinhole-diagnostics.log" 2>/dev/null || true
+exit $rc
