@@ -100,6 +100,8 @@ export function mount(root) {
       h('td', { class: 'num', dataset: { col: 'viewers' } }),
       h('td', { dataset: { col: 'created' } }),
       h('td', { dataset: { col: 'access' } }),
+      // On a phone the count columns give way to one line of text.
+      h('td', { class: 'phone-only', dataset: { col: 'summary' } }),
       actions);
     const setConfirm = (on) => {
       confirmBox.hidden = !on;
@@ -132,6 +134,7 @@ export function mount(root) {
   function updateRow(row, room) {
     setV(row.querySelector('[data-col=publishers]'), String(room.publishers));
     setV(row.querySelector('[data-col=viewers]'), String(room.viewers));
+    setTr(row.querySelector('[data-col=summary]'), 'room.counts', { p: room.publishers, v: room.viewers });
     const created = row.querySelector('[data-col=created]');
     created.title = fmtDateTime(room.created_at);
     setTr(created, 'time.ago', { s: secondsSince(room.created_at) });

@@ -263,10 +263,20 @@ async function run(context) {
   const diag = watch(await context.newPage(), 'diagnostics');
   await step('Chinese switches every visible label (rooms, room, ports, diagnostics)', async () => {
     // The room page with a live publisher and player shows the most labels.
+    // This time A prefers another codec than the default VP8: the choice
+    // must reach the viewer (setCodecPreferences, pinhole's forwarding).
+    const offered = await a.$$eval('#pub-codec option', (os) => os.map((o) => o.value).filter(Boolean));
+    const want = ['VP9', 'H264', 'AV1'].find((c) => offered.includes(c));
+    log(`# codecs offered by this Chromium: ${offered.join(', ')}; preferring ${want}`);
+    if (want) await a.selectOption('#pub-codec', want);
     await a.click('#pub-start');
     await b.locator('video.remote').waitFor();
     await b.waitForFunction(() => document.querySelector('video.remote')?.dataset.firstFrameAt);
     await b.waitForFunction(() => /^\d+$/.test(document.querySelector('.player [data-stat=localPort]').textContent));
+    if (want) {
+      await b.waitForFunction((c) => document.querySelector('.player [data-stat=codecs]').textContent.includes(c), want);
+      await a.waitForFunction((c) => document.querySelector('.publish [data-stat=codecs]').textContent.includes(c), want);
+    }
     await checkChinese(b, 'room-viewer');
     await a.reload(); // remembered: A comes back in Chinese (and its pagehide freed its session)
     await a.waitForFunction(() => document.documentElement.lang === 'zh-CN');
