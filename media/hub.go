@@ -226,7 +226,9 @@ func (h *hub) followLocked(v *viewer, p *publisher) {
 			video = true
 		}
 	}
-	if video {
+	// A viewer still connecting is asked for a keyframe when it connects
+	// (viewerConnected): one sent now would arrive before its SRTP keys.
+	if video && v.s.connected.Load() {
 		p.requestKeyframe()
 	}
 }
@@ -258,6 +260,15 @@ func (h *hub) unfollowLocked(v *viewer) {
 		}
 	}
 	v.following = nil
+}
+
+// viewerConnected opens v's sinks now that its SRTP keys exist and asks
+// its publisher for the keyframe it needs to start decoding.
+func (h *hub) viewerConnected(v *viewer) {
+	for _, t := range v.sinks {
+		t.ready.Store(true)
+	}
+	h.viewerWantsKeyframe(v)
 }
 
 // viewerWantsKeyframe forwards a viewer's PLI or FIR to its publisher.

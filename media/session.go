@@ -268,8 +268,13 @@ func (s *session) watchState() {
 		s.event(Event{Kind: EventState, State: st.String()})
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
-			if s.connected.CompareAndSwap(false, true) && s.setup != nil {
-				s.setup.Stop()
+			if s.connected.CompareAndSwap(false, true) {
+				if s.setup != nil {
+					s.setup.Stop()
+				}
+				if s.view != nil {
+					s.hub.viewerConnected(s.view)
+				}
 			}
 		case webrtc.PeerConnectionStateFailed:
 			go s.close("connection failed")

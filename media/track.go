@@ -23,6 +23,12 @@ type sinkTrack struct {
 
 	// bound holds the binding once Pion has negotiated the sender.
 	bound atomic.Pointer[binding]
+	// ready is set once the viewer's peer connection is connected. Pion
+	// binds the sender when the answer is set, but silently drops what is
+	// written before DTLS has made the SRTP keys: a keyframe forwarded then
+	// would clear needKey and reach nobody, leaving the viewer without a
+	// picture until the publisher's next periodic keyframe.
+	ready atomic.Bool
 
 	// mu guards the rewrite state below. It is held only to compute the
 	// outgoing header, never across WriteRTP.
@@ -204,7 +210,7 @@ func tsGap(kind webrtc.RTPCodecType) uint32 {
 // viewer did not offer).
 func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe bool, out *rtp.Header) bool {
 	b := t.bound.Load()
-	if b == nil {
+	if b == nil || !t.ready.Load() {
 		return false
 	}
 	t.mu.Lock()
