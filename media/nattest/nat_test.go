@@ -117,6 +117,31 @@ func TestNAT(t *testing.T) {
 		t.Logf("self-test without hairpin: %s", st.Summary)
 	})
 
+	t.Run("UDP replies dropped: fails at the ICE hop", func(t *testing.T) {
+		topo := newTopology(t, fw, mapped, dropReplies)
+		srv := startServer(t, topo, bin, mappedPorts)
+		res := runClient(t, topo, bin, false)
+		if res.Connected {
+			t.Fatalf("connected although the router drops pinhole's replies (%+v)", res)
+		}
+		d := diagnose(t, srv, res.SessionID, true)
+		wantVerdict(t, d, "ice", handlers.VerdictICEFailed, "packets arrived (from "+clientIP+":", "but ICE failed")
+	})
+
+	t.Run("large datagrams dropped: fails at the DTLS hop", func(t *testing.T) {
+		topo := newTopology(t, fw, mapped, dropLarge)
+		srv := startServer(t, topo, bin, mappedPorts)
+		res := runClient(t, topo, bin, false)
+		if res.Connected {
+			t.Fatalf("connected although DTLS flights cannot pass (%+v)", res)
+		}
+		d := diagnose(t, srv, res.SessionID, true)
+		wantVerdict(t, d, "dtls", handlers.VerdictDTLSFailed, "ICE connected but DTLS failed")
+		if !strings.Contains(d.Verdict.Fix, "MTU") {
+			t.Errorf("fix does not point at the MTU: %s", d.Verdict.Fix)
+		}
+	})
+
 	t.Run("hairpin mapping: the self-test passes through it", func(t *testing.T) {
 		topo := newTopology(t, fw, hairpin)
 		srv := startServer(t, topo, bin, mappedPorts)
@@ -269,11 +294,38 @@ const (
 	hairpin                  // mapped, and also for this host's own traffic to the public address
 )
 
-func newTopology(t *testing.T, fw firewall, m mapping) *topology {
+// breakage is an extra fault on the router's forward path, in both
+// firewall dialects; the zero value adds none.
+type breakage struct {
+	name     string
+	nft      func(priv, pub string) string // a forward-chain rule
+	iptables func(priv, pub string) []string
+}
+
+// dropReplies drops UDP the host sends back: the client's checks arrive,
+// pinhole's answers never leave (a one-way firewall rule).
+var dropReplies = breakage{
+	name:     "UDP replies dropped",
+	nft:      func(priv, _ string) string { return fmt.Sprintf("iifname %q meta l4proto udp drop", priv) },
+	iptables: func(priv, _ string) []string { return []string{"-i", priv, "-p", "udp", "-j", "DROP"} },
+}
+
+// dropLarge drops UDP datagrams over 400 bytes (with the 8-byte header):
+// ICE's binding requests (about 100 bytes) pass, DTLS flights carrying
+// certificates (500+ bytes) do not, as on a path whose MTU is broken.
+var dropLarge = breakage{
+	name: "UDP datagrams over 400 bytes dropped",
+	nft:  func(_, _ string) string { return "meta l4proto udp udp length > 400 drop" },
+	iptables: func(_, _ string) []string {
+		return []string{"-p", "udp", "-m", "length", "--length", "401:65535", "-j", "DROP"}
+	},
+}
+
+func newTopology(t *testing.T, fw firewall, m mapping, faults ...breakage) *topology {
 	t.Helper()
 	topoSeq.Lock()
 	topoSeq.n++
-	tag := fmt.Sprintf("%d%d", os.Getpid()%10000, topoSeq.n)
+	tag := fmt.Sprintf("%dx%d", os.Getpid()%10000, topoSeq.n) // unique per process and topology
 	topoSeq.Unlock()
 	tp := &topology{host: "ph" + tag + "h", router: "ph" + tag + "r", client: "ph" + tag + "c", fw: fw}
 	for _, ns := range []string{tp.host, tp.router, tp.client} {
@@ -302,7 +354,7 @@ func newTopology(t *testing.T, fw firewall, m mapping) *topology {
 	runIn(t, tp.host, "ip", "route", "add", "default", "via", routerPrivIP)
 	runIn(t, tp.client, "ip", "addr", "add", clientIP+"/24", "dev", cv)
 	runIn(t, tp.client, "ip", "link", "set", cv, "up")
-	tp.rules(t, rv0, m)
+	tp.rules(t, rv1, rv0, m, faults)
 	return tp
 }
 
@@ -311,7 +363,7 @@ func newTopology(t *testing.T, fw firewall, m mapping) *topology {
 // host's own traffic looped back to itself (its source must become the
 // router so that the replies return through the mapping, as on a home
 // router with NAT loopback).
-func (tp *topology) rules(t *testing.T, pub string, m mapping) {
+func (tp *topology) rules(t *testing.T, priv, pub string, m mapping, faults []breakage) {
 	t.Helper()
 	switch tp.fw {
 	case fwNFT:
@@ -333,6 +385,9 @@ func (tp *topology) rules(t *testing.T, pub string, m mapping) {
 		}
 		fmt.Fprintf(&b, "}\n")
 		fmt.Fprintf(&b, "table ip pinhole_filter {\n chain forward_filter {\n  type filter hook forward priority filter; policy drop;\n")
+		for _, f := range faults {
+			fmt.Fprintf(&b, "  %s\n", f.nft(priv, pub))
+		}
 		fmt.Fprintf(&b, "  ct state established,related accept\n  ct status dnat accept\n }\n}\n")
 		cmd := exec.Command("ip", "netns", "exec", tp.router, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(b.String())
@@ -355,6 +410,9 @@ func (tp *topology) rules(t *testing.T, pub string, m mapping) {
 			runIn(t, tp.router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", hostIP, "-d", hostIP, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
 		}
 		runIn(t, tp.router, "iptables", "-P", "FORWARD", "DROP")
+		for _, f := range faults {
+			runIn(t, tp.router, append([]string{"iptables", "-A", "FORWARD"}, f.iptables(priv, pub)...)...)
+		}
 		runIn(t, tp.router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
 		runIn(t, tp.router, "iptables", "-A", "FORWARD", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
 	}
