@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Browser tests of pinhole's web app: web.test.mjs (rooms, room, ports,
-# languages; issue 3), then diagnostics.test.mjs (the diagnostics page,
-# issue 4, with a pion/turn server from ./turnd) when present.
+# languages; issue 3), then ./diagnostics.sh (the diagnostics page, issue 4,
+# its own pinhole with a pion/turn server) when present.
 #
 # Builds pinhole, starts it and Debian's Chromium (driven by playwright-core)
 # inside a network namespace of their own with only lo up, so that every
-# packet - HTTP, ICE, DTLS, SRTP, STUN/TURN - stays on 127.0.0.1 (Chromium
+# packet - HTTP, ICE, DTLS, SRTP - stays on 127.0.0.1 (Chromium
 # otherwise gathers candidates on the machine's real interfaces too). Exits 0
 # with a SKIP line only when the machine refuses network namespaces.
 #
@@ -19,7 +19,6 @@ udp_ports=10111-10115
 ns="pinhole-web-$$"
 tmp=$(mktemp -d)
 pid=""
-turn_pid=""
 ns_made=""
 
 # stop ends one process we started, by PID: TERM, up to 5 s, then KILL.
@@ -37,7 +36,6 @@ stop() {
 cleanup() {
 	status=$?
 	stop "$pid"
-	stop "$turn_pid"
 	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
 	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
 		echo "--- last lines of pinhole.log ---"
@@ -85,11 +83,6 @@ fi
 
 echo "building pinhole"
 (cd "$root" && go build -o "$tmp/pinhole" .)
-if [[ -f "$here/diagnostics.test.mjs" ]]; then
-	(cd "$root" && go build -o "$tmp/turnd" ./web/test/turnd)
-	ip netns exec "$ns" "$tmp/turnd" --addr 127.0.0.1:3478 >"$tmp/turnd.log" 2>&1 &
-	turn_pid=$!
-fi
 
 ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-ports "$udp_ports" \
 	--public-ip 127.0.0.1 >"$tmp/pinhole.log" 2>&1 &
@@ -98,16 +91,17 @@ pid=$!
 rm -rf "$here/artifacts"
 mkdir -p "$here/artifacts"
 rc=0
-for t in web.test.mjs diagnostics.test.mjs; do
-	[[ -f "$here/$t" ]] || continue
-	echo "=== $t"
-	ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_ARTIFACTS="$here/artifacts" \
-		PINHOLE_TURN=127.0.0.1:3478 HOME="$tmp" node "$here/$t" || rc=1
-done
+echo "=== web.test.mjs"
+ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_ARTIFACTS="$here/artifacts" \
+	HOME="$tmp" node "$here/web.test.mjs" || rc=1
 cp "$tmp/pinhole.log" "$here/artifacts/pinhole.log" 2>/dev/null || true
 if ! kill -0 "$pid" 2>/dev/null; then
 	echo "FAIL: pinhole exited during the test"
 	rc=1
+fi
+if [[ -x "$here/diagnostics.sh" ]]; then
+	echo "=== diagnostics.sh"
+	"$here/diagnostics.sh" || rc=1
 fi
 if [[ $rc -eq 0 ]]; then echo "PASS: web browser tests"; else echo "FAIL: web browser tests"; fi
 exit $rc

@@ -20,6 +20,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 30_000; // generous: a 2-core machine running pinhole, Go tests and two Chromium tabs
 const ROOM = 'web-test';
 const TMP_ROOM = 'web-test-tmp';
+const FULL_ROOM = 'web-test-full'; // the pool-full step: its 503s are expected
 
 // Latin words allowed on a Chinese page outside data: protocol and product names.
 const ALLOWED_LATIN = new Set(['pinhole', 'WHIP', 'WHEP', 'UDP', 'HTTPS', 'localhost']);
@@ -65,9 +66,14 @@ async function waitReady() {
   throw new Error(`pinhole not ready at ${BASE}: ${last}`);
 }
 
+// expected503 is the one error the test provokes on purpose (pool full).
+const expected503 = (url, status) => status === 503 && url.includes(`/whip/${FULL_ROOM}`);
+
 function watch(page, label) {
   page.on('console', (m) => {
-    if (m.type() === 'error') consoleErrors.push(`[${label}] console: ${m.text()} ${JSON.stringify(m.location())}`);
+    if (m.type() !== 'error') return;
+    if (/status of 503/.test(m.text()) && expected503(m.location().url || '', 503)) return;
+    consoleErrors.push(`[${label}] console: ${m.text()} ${JSON.stringify(m.location())}`);
   });
   page.on('pageerror', (e) => consoleErrors.push(`[${label}] page error: ${e.message}`));
   page.on('requestfailed', (r) => {
@@ -77,6 +83,7 @@ function watch(page, label) {
     consoleErrors.push(`[${label}] request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on('response', (r) => {
+    if (expected503(r.url(), r.status())) return;
     if (r.status() >= 400) consoleErrors.push(`[${label}] HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
   });
   return page;
@@ -315,6 +322,42 @@ async function run(context) {
   await step('leaving the page frees the sessions (DELETE on pagehide)', async () => {
     for (const p of [a, b]) await p.close({ runBeforeUnload: true });
     await ports.waitForFunction(() => document.querySelectorAll('.port[data-state=leased]').length === 0);
+  });
+
+  await step('a full port pool is explained, with Retry-After', async () => {
+    const page = watch(await context.newPage(), 'full');
+    await page.goto(`${BASE}/rooms/${FULL_ROOM}`);
+    await page.waitForSelector('.live:not(.stale)');
+    const before = await (await fetch(`${BASE}/api/v1/ports`)).json();
+    // Lease every free port with bare offers (no ICE follows; DELETEd below).
+    const held = await page.evaluate(async ({ room, n }) => {
+      const out = [];
+      for (let i = 0; i < n; i++) {
+        const pc = new RTCPeerConnection();
+        pc.addTransceiver('video', { direction: 'sendonly' });
+        await pc.setLocalDescription(await pc.createOffer());
+        const r = await fetch(`/whip/${room}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+        pc.close();
+        if (r.status === 201) out.push(r.headers.get('Location'));
+      }
+      return out;
+    }, { room: `${FULL_ROOM}-hold`, n: before.free });
+    try {
+      check(held.length === before.free, `leased ${held.length} of ${before.free} free ports`);
+      await page.click('#pub-start');
+      const box = page.locator('.publish .notice.error');
+      await box.waitFor();
+      const text = await box.textContent();
+      log(`# pool full message: ${text.replace(/\s+/g, ' ').trim()}`);
+      check(/All UDP ports are in use \(\d+ of \d+\)\. Try again in \d+ s\./.test(text), `message: ${text}`);
+      await shot(page, 'room-pool-full');
+      check(await page.isEnabled('#pub-start'), 'start button not usable again');
+    } finally {
+      for (const loc of held) await fetch(new URL(loc, BASE), { method: 'DELETE' });
+      await page.close();
+    }
+    const after = await (await fetch(`${BASE}/api/v1/ports`)).json();
+    check(after.free === before.free, `free ports ${after.free}, want ${before.free}`);
   });
 
   await step('no browser console errors', async () => {
