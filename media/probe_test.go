@@ -50,6 +50,39 @@ func startTURN(t *testing.T, users map[string]string, quota bool) string {
 	return pc.LocalAddr().String()
 }
 
+// startTURNTCP runs a pion/turn server listening on loopback TCP (the
+// transport clients fall back to when UDP is blocked).
+func startTURNTCP(t *testing.T, users map[string]string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := turn.NewServer(turn.ServerConfig{
+		Realm:         testRealm,
+		LoggerFactory: quietLoggers(),
+		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
+			pw, ok := users[ra.Username]
+			if !ok {
+				return "", nil, false
+			}
+			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), true
+		},
+		ListenerConfigs: []turn.ListenerConfig{{
+			Listener: ln,
+			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
+				RelayAddress: net.ParseIP("127.0.0.1"),
+				Address:      "127.0.0.1",
+			},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
 // closedUDPPort returns a loopback port nobody listens on: bound, then closed.
 func closedUDPPort(t *testing.T) string {
 	t.Helper()
@@ -193,6 +226,7 @@ func TestProbeTURN(t *testing.T) {
 	srv := startTURN(t, map[string]string{"alice": "secret"}, true)
 	full := startTURN(t, map[string]string{"alice": "secret"}, false)
 	coturnLike := start401(t)
+	overTCP := startTURNTCP(t, map[string]string{"alice": "secret"})
 	nx := nxResolver(t)
 
 	cases := []struct {
@@ -203,6 +237,9 @@ func TestProbeTURN(t *testing.T) {
 		allocated bool
 	}{
 		{"good credentials", TURNProbe{URL: "turn:" + srv + "?transport=udp", Username: "alice", Credential: "secret"}, ProbeOK, 0, true},
+		{"tcp transport", TURNProbe{URL: "turn:" + overTCP + "?transport=tcp", Username: "alice", Credential: "secret"}, ProbeOK, 0, true},
+		{"tcp transport, wrong password", TURNProbe{URL: "turn:" + overTCP + "?transport=tcp", Username: "alice", Credential: "nope"}, ProbeAuthRefused, 400, false},
+		{"tcp transport, closed port", TURNProbe{URL: "turn:" + closedUDPPort(t) + "?transport=tcp", Username: "alice", Credential: "secret"}, ProbeUnreachable, 0, false},
 		{"wrong password", TURNProbe{URL: "turn:" + srv, Username: "alice", Credential: "wrong"}, ProbeAuthRefused, 400, false},
 		{"unknown user", TURNProbe{URL: "turn:" + srv, Username: "mallory", Credential: "secret"}, ProbeAuthRefused, 400, false},
 		{"coturn-style 401 on the retry", TURNProbe{URL: "turn:" + coturnLike, Username: "alice", Credential: "wrong"}, ProbeAuthRefused, 401, false},
