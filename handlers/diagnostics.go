@@ -74,7 +74,15 @@ type Diagnostics struct {
 	validate *api.Validator
 	// selftest allows one self-test at a time: each holds a lease.
 	selftest sync.Mutex
+	// probes bounds concurrent STUN/TURN probes: each holds a socket for
+	// up to its timeout, and the endpoint must not become a way to make
+	// pinhole flood some host.
+	probes chan struct{}
 }
+
+// maxConcurrentProbes is how many STUN/TURN probes run at once; a person
+// checking a setup runs one or two.
+const maxConcurrentProbes = 8
 
 // NewDiagnostics builds the diagnostics handlers.
 func NewDiagnostics(d DiagnosticsDeps) *Diagnostics {
@@ -90,7 +98,7 @@ func NewDiagnostics(d DiagnosticsDeps) *Diagnostics {
 		cfg.UDPSockets = procUDPSockets
 	}
 	return &Diagnostics{store: d.Store, engine: d.Engine, rec: d.Recorder, log: log,
-		metrics: d.Metrics, cfg: cfg, validate: api.NewValidator()}
+		metrics: d.Metrics, cfg: cfg, validate: api.NewValidator(), probes: make(chan struct{}, maxConcurrentProbes)}
 }
 
 // Mount adds the diagnostics routes to r, one line each.
@@ -172,6 +180,11 @@ func (d *Diagnostics) handleSTUN(w http.ResponseWriter, r *http.Request) error {
 	if err := api.DecodeJSON(w, r, d.validate, &req); err != nil {
 		return err
 	}
+	release, err := d.acquireProbe()
+	if err != nil {
+		return err
+	}
+	defer release()
 	res := media.ProbeSTUN(r.Context(), req.URL, time.Duration(req.TimeoutMillis)*time.Millisecond)
 	return writeJSON(w, http.StatusOK, stunResult(res))
 }
@@ -191,9 +204,25 @@ func (d *Diagnostics) handleTURN(w http.ResponseWriter, r *http.Request) error {
 	if err := api.DecodeJSON(w, r, d.validate, &req); err != nil {
 		return err
 	}
+	release, err := d.acquireProbe()
+	if err != nil {
+		return err
+	}
+	defer release()
 	res := media.ProbeTURN(r.Context(), media.TURNProbe{URL: req.URL, Username: req.Username, Credential: req.Credential,
 		Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond})
 	return writeJSON(w, http.StatusOK, turnResult(res))
+}
+
+// acquireProbe takes a probe slot or answers 429.
+func (d *Diagnostics) acquireProbe() (func(), error) {
+	select {
+	case d.probes <- struct{}{}:
+		return func() { <-d.probes }, nil
+	default:
+		return nil, api.Errorf(http.StatusTooManyRequests, "%d probes are running; retry when one ends", maxConcurrentProbes).
+			WithHeader("Retry-After", "8")
+	}
 }
 
 func stunResult(r media.STUNResult) api.STUNProbeResult {

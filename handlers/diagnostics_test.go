@@ -216,6 +216,18 @@ func TestDiagnosticsProbes(t *testing.T) {
 	if bad.Allocated || bad.Class != "auth-refused" || bad.Fix == "" {
 		t.Errorf("turn %+v", bad)
 	}
+	// With every probe slot taken, a probe is refused at once, not queued.
+	for range maxConcurrentProbes {
+		e.diag.probes <- struct{}{}
+	}
+	resp, body := e.do("POST", "/api/v1/diagnostics/stun", `{"url":"stun:`+turnAddr+`"}`)
+	problem(t, resp, body, http.StatusTooManyRequests)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	for range maxConcurrentProbes {
+		<-e.diag.probes
+	}
 	for _, tc := range []struct{ path, body, field string }{
 		{"/api/v1/diagnostics/stun", `{}`, "url"},
 		{"/api/v1/diagnostics/stun", `{"url":"stun:x","timeout_ms":5}`, "timeout_ms"},
@@ -323,8 +335,8 @@ func TestSessionDiagnosis(t *testing.T) {
 		}
 		time.Sleep(1200 * time.Millisecond)
 		d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
-		want := fmt.Sprintf("no packet reached local UDP %d", d.Lease.LocalPort)
-		if d.Verdict.Code != VerdictNoPacket || d.Verdict.Hop != "mapping" || !strings.Contains(d.Verdict.Summary, want) {
+		noPacket := fmt.Sprintf("no packet reached local UDP %d", d.Lease.LocalPort)
+		if d.Verdict.Code != VerdictNoPacket || d.Verdict.Hop != "mapping" || !strings.Contains(d.Verdict.Summary, noPacket) {
 			t.Errorf("after 1.2 s: %+v", d.Verdict)
 		}
 		if resp, _ := e.do("DELETE", loc, ""); resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
@@ -333,6 +345,19 @@ func TestSessionDiagnosis(t *testing.T) {
 		d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
 		if d.State != "closed" || d.Verdict.Code != VerdictNoPacket {
 			t.Errorf("after delete: state %s %+v", d.State, d.Verdict)
+		}
+		// The engine's closed event reaches Metrics, which counts the verdict.
+		want := `pinhole_session_failures_total{verdict="no-packet"} 1`
+		var metrics string
+		for ctx.Err() == nil {
+			_, metrics = e.do("GET", "/metrics", "")
+			if strings.Contains(metrics, want) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	})
 
