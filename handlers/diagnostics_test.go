@@ -265,6 +265,13 @@ func TestSelfTestAndMetrics(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("metrics %d", resp.StatusCode)
 	}
+	// The self-test's RTP was counted as media received.
+	if v := metricValue(body, `pinhole_media_packets_total{direction="in"}`); v < 1 {
+		t.Errorf("packets in = %v", v)
+	}
+	if v := metricValue(body, `pinhole_media_bytes_total{direction="in"}`); v < 1 {
+		t.Errorf("bytes in = %v", v)
+	}
 	for _, want := range []string{
 		`pinhole_sessions{role="publisher",state="closed"} 1`,
 		`pinhole_ports{state="free"} 3`,
@@ -367,4 +374,17 @@ func TestSessionDiagnosis(t *testing.T) {
 			problem(t, resp, body, 404)
 		}
 	})
+}
+
+// metricValue reads one sample of the Prometheus text format (-1 if absent).
+func metricValue(text, series string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
