@@ -493,3 +493,43 @@ func TestE2EJSONSession(t *testing.T) {
 	}
 	eventually(t, "port freed", func() bool { return e.free() == len(e.ports) })
 }
+
+// TestE2EPublisherSelect: ?publisher= on WHEP follows that publisher; the
+// default is the newest.
+func TestE2EPublisherSelect(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	pubs := map[string]string{} // codec -> session id
+	for _, codec := range []string{mediatest.CodecVP8, mediatest.CodecH264} {
+		pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: codec})
+		res, err := mediatest.Negotiate(ctx, e.srv.Client(), e.srv.URL+"/whip/studio", pub, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub.Start()
+		if err := pub.WaitConnected(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pubs[codec] = e.sessionOf(t, res).ID
+	}
+	watch := func(query string) *mediatest.Viewer {
+		v := mediatest.NewViewer(t, mediatest.ViewerOptions{Video: true})
+		if _, err := mediatest.Negotiate(ctx, e.srv.Client(), e.srv.URL+"/whep/studio"+query, v, nil); err != nil {
+			t.Fatalf("WHEP%s: %v", query, err)
+		}
+		if err := v.WaitVideoFrames(ctx, 10); err != nil {
+			t.Fatalf("WHEP%s: %v (%+v)", query, err, v.Stats())
+		}
+		return v
+	}
+	if c := watch("?publisher=" + pubs[mediatest.CodecVP8]).Stats().Codec; !strings.EqualFold(c, "video/VP8") {
+		t.Errorf("?publisher=<VP8 publisher> got %s", c)
+	}
+	if c := watch("").Stats().Codec; !strings.EqualFold(c, "video/H264") {
+		t.Errorf("default (newest, H264) got %s", c)
+	}
+	resp, body := e.do("POST", "/whep/studio?publisher=nothex", minimalOffer, "Content-Type", "application/sdp")
+	if p := problem(t, resp, body, 400); !fieldNamed(p, "publisher") {
+		t.Errorf("bad ?publisher= not named: %s", body)
+	}
+}
