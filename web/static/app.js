@@ -31,7 +31,22 @@ async function main() {
   }
   const m = path.match(route.re);
   const mod = await route.load();
-  mod.mount(root, { params: m.slice(1).map(decodeURIComponent), query: new URLSearchParams(location.search) });
+  mod.mount(root, { params: m.slice(1).map(decodeSegment), query: new URLSearchParams(location.search) });
 }
+
+// decodeSegment decodes a path segment; a malformed escape is shown as typed.
+function decodeSegment(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+// Pages stop their polls and peers on pagehide; one restored from the
+// back/forward cache would be frozen, so it starts afresh.
+window.addEventListener('pageshow', (ev) => {
+  if (ev.persisted) location.reload();
+});
 
 main();
