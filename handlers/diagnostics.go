@@ -268,6 +268,9 @@ func (d *Diagnostics) Report(ctx context.Context, probes bool) api.DiagnosticsRe
 		rep.Interfaces = append(rep.Interfaces, a.String())
 	}
 	rep.Checks = append(rep.Checks, d.publicIPChecks(addrs)...)
+	if c, ok := d.bindIPCheck(addrs); ok {
+		rep.Checks = append(rep.Checks, c)
+	}
 	rep.Checks = append(rep.Checks, d.portRangeCheck())
 	rep.Checks = append(rep.Checks, d.portChecks()...)
 	rep.Checks = append(rep.Checks, d.iceServerChecks(ctx, probes)...)
@@ -332,6 +335,27 @@ func (d *Diagnostics) publicIPChecks(local []netip.Addr) []api.Check {
 		checks = append(checks, c)
 	}
 	return checks
+}
+
+// bindIPCheck: a bind address must be one of this host's (pinhole binds
+// leased ports there); reported only when one is set.
+func (d *Diagnostics) bindIPCheck(local []netip.Addr) (api.Check, bool) {
+	if d.cfg.BindIP == "" {
+		return api.Check{}, false
+	}
+	c := api.Check{ID: "bind-ip", Name: "bind address " + d.cfg.BindIP}
+	ip, err := netip.ParseAddr(d.cfg.BindIP)
+	switch {
+	case err != nil:
+		c.Status, c.Seen, c.Fix = api.StatusFail, "not an IP address", "give the bind address as an IPv4 address of this host"
+	case ip.IsUnspecified() || slices.Contains(local, ip.Unmap()):
+		c.Status, c.Seen = api.StatusOK, "leased ports are bound on "+d.cfg.BindIP
+	default:
+		c.Status = api.StatusFail
+		c.Seen = d.cfg.BindIP + " is not an address of this host: leased ports cannot be bound there"
+		c.Fix = "bind to an address of this host (" + strings.Join(addrStrings(local), ", ") + ") or to all (leave it empty)"
+	}
+	return c, true
 }
 
 func isPublic(a netip.Addr) bool {

@@ -135,6 +135,7 @@ func TestDiagnosticsReport(t *testing.T) {
 	}
 	want := map[string]string{
 		"public-ip-0":                      api.StatusWarn, // loopback: only local clients
+		"bind-ip":                          api.StatusOK,
 		"port-ranges":                      api.StatusOK,
 		"leases":                           api.StatusOK,
 		"port-" + strconv.Itoa(e.ports[0]): api.StatusOK,
@@ -188,6 +189,12 @@ func TestDiagnosticsPublicIPChecks(t *testing.T) {
 		if c.Status != tc.status || !strings.Contains(c.Seen, tc.seen) {
 			t.Errorf("%v: %+v", tc.ips, c)
 		}
+	}
+	if c, _ := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{BindIP: "10.9.9.9"}}).bindIPCheck(local); c.Status != api.StatusFail {
+		t.Errorf("foreign bind address: %+v", c)
+	}
+	if _, ok := NewDiagnostics(DiagnosticsDeps{}).bindIPCheck(local); ok {
+		t.Error("a bind check without a bind address")
 	}
 	d := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{UDPPorts: []int{10111, 10112}, PublicPorts: []int{20111}}})
 	if c := d.portRangeCheck(); c.Status != api.StatusFail {

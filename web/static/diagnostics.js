@@ -403,7 +403,8 @@ class DiagPage {
     }
     const ps = list.participants || [];
     const pubs = ps.filter((p) => p.role === 'publisher').length;
-    const details = ps.map((p) => `${p.role} ${p.user_id || p.session_id.slice(0, 8)} (${p.state})`);
+    // Each participant links to its own diagnosis.
+    const details = ps.map((p) => h('a', { href: `/diagnostics?session=${enc(p.session_id)}`, v: `${p.role} ${p.user_id || p.session_id.slice(0, 8)} (${p.state})` }));
     if (!ps.length) return result('ok', 'diag.room.empty', { room });
     return result('ok', 'diag.room.ok', { room, publishers: pubs, viewers: ps.length - pubs }, { details });
   }
