@@ -14,7 +14,7 @@ import (
 // log, CORS).
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(requestID, recoverer(s.log), accessLog(s.log), cors(s.cfg.CORSOrigins))
+	r.Use(requestID, recoverer(s.log), accessLog(s.log), cors(s.cfg.CORSOrigins), newGuard(s).middleware)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		api.WriteProblem(w, r, api.Errorf(http.StatusNotFound, "no route for %s", r.URL.Path))
 	})

@@ -97,6 +97,12 @@ type Config struct {
 	PeersPerPort int
 	// Node names this instance in session records.
 	Node string
+	// AdminToken, when set, is required as "Authorization: Bearer" by the
+	// management routes (auth.go); empty leaves them open.
+	AdminToken string
+	// Limits bound requests and clients (limits.go); zero fields mean
+	// the API's own size caps and no count or rate limit.
+	Limits Limits
 }
 
 // Deps are what the HTTP surface needs. main builds them.
