@@ -143,6 +143,17 @@ const num = (s) => Number(String(s || '').replace(/[^\d.]/g, '')) || 0;
 
 async function main() {
   await waitReady();
+  await withBrowser('--use-fake-ui-for-media-stream', run);
+  // A second browser whose fake permission prompt says no.
+  await withBrowser('--use-fake-ui-for-media-stream=deny', runDenied);
+  await step('no browser console errors', async () => {
+    check(consoleErrors.length === 0, `console errors:\n  ${consoleErrors.join('\n  ')}`);
+  });
+}
+
+// withBrowser runs fn with a fresh Chromium profile (fake camera and
+// microphone, the given permission answer) and closes it afterwards.
+async function withBrowser(uiFlag, fn) {
   const profile = mkdtempSync(path.join(tmpdir(), 'pinhole-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -152,17 +163,35 @@ async function main() {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream', uiFlag,
       '--autoplay-policy=no-user-gesture-required',
     ],
   });
   context.setDefaultTimeout(WAIT);
   try {
-    await run(context);
+    await fn(context);
   } finally {
     await context.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
   }
+}
+
+async function runDenied(context) {
+  await step('a refused camera permission is explained', async () => {
+    const page = watch(await context.newPage(), 'denied');
+    await page.goto(`${BASE}/rooms/${ROOM}`);
+    await page.waitForSelector('.live:not(.stale)');
+    await page.click('#pub-start');
+    const box = page.locator('.publish .notice.error');
+    await box.waitFor();
+    const text = await box.textContent();
+    log(`# permission refused message: ${text.replace(/\s+/g, ' ').trim()}`);
+    check(text.includes('Camera or microphone access was refused'), `message: ${text}`);
+    check(await page.isEnabled('#pub-start'), 'start button not usable again');
+    await shot(page, 'room-permission-refused');
+    const ports = await (await fetch(`${BASE}/api/v1/ports`)).json();
+    check(ports.leased === 0, `${ports.leased} ports leased after a refused publish`);
+  });
 }
 
 async function run(context) {
@@ -360,9 +389,6 @@ async function run(context) {
     check(after.free === before.free, `free ports ${after.free}, want ${before.free}`);
   });
 
-  await step('no browser console errors', async () => {
-    check(consoleErrors.length === 0, `console errors:\n  ${consoleErrors.join('\n  ')}`);
-  });
 }
 
 try {
