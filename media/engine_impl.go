@@ -39,12 +39,14 @@ type engine struct {
 
 	// Built once at start: the codecs, the interceptor factories (each peer
 	// connection builds its own interceptor instances from them) and the
-	// DTLS certificate, so an answer does no key generation.
-	mediaEngine *webrtc.MediaEngine
-	registry    *interceptor.Registry
-	cert        webrtc.Certificate
-	loggers     *slogLoggerFactory
-	ifaces      *stdnet.Net
+	// DTLS certificate, so an answer does no key generation. Publishers and
+	// viewers get different interceptors: see newMediaEngine.
+	mediaEngine  *webrtc.MediaEngine
+	pubRegistry  *interceptor.Registry
+	viewRegistry *interceptor.Registry
+	cert         webrtc.Certificate
+	loggers      *slogLoggerFactory
+	ifaces       *stdnet.Net
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -84,7 +86,7 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	me, reg, err := newMediaEngine()
+	me, pubReg, viewReg, err := newMediaEngine()
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +101,7 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &engine{
 		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
-		mediaEngine: me, registry: reg, cert: *cert, loggers: loggers, ifaces: ifaces,
+		mediaEngine: me, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
 		sessions: map[string]*session{}, hubs: map[string]*hub{},
 		ctx: ctx, cancel: cancel,
 	}
@@ -111,27 +113,37 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 // newMediaEngine registers the forwarded codecs and the feedback pinhole
 // uses: NACK (retransmissions both ways), PLI, transport-cc from publishers
 // (so browsers' bandwidth estimation ramps up), RTCP reports.
-func newMediaEngine() (*webrtc.MediaEngine, *interceptor.Registry, error) {
-	me := &webrtc.MediaEngine{}
+//
+// Publishers get the NACK generator (pinhole asks them for what it lost),
+// transport-cc feedback and reports. Viewers get reports only: pinhole
+// answers their NACKs itself from each publisher track's shared history
+// (history.go) instead of Pion's responder, which keeps a copy of every
+// packet per viewer.
+func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Registry, err error) {
+	me = &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, reg); err != nil {
-		return nil, nil, err
+	pubReg = &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(me, pubReg); err != nil {
+		return nil, nil, nil, err
 	}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
-		return nil, nil, err
+	if err := webrtc.ConfigureRTCPReports(pubReg); err != nil {
+		return nil, nil, nil, err
 	}
-	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
-		return nil, nil, err
+	if err := webrtc.ConfigureTWCCSender(me, pubReg); err != nil {
+		return nil, nil, nil, err
+	}
+	viewReg = &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(viewReg); err != nil {
+		return nil, nil, nil, err
 	}
 	// Make sure the factories used are the ones expected (keeps the import
 	// list honest when Pion changes what Configure* registers).
 	var _ interceptor.Factory = (*nack.GeneratorInterceptorFactory)(nil)
 	var _ interceptor.Factory = (*report.SenderInterceptorFactory)(nil)
 	var _ interceptor.Factory = (*twcc.SenderInterceptorFactory)(nil)
-	return me, reg, nil
+	return me, pubReg, viewReg, nil
 }
 
 // settingEngine builds the per-lease Pion settings: the lease's mux, UDP4,

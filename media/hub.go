@@ -57,6 +57,8 @@ type forwarder struct {
 	ck     codecKind
 	remote *webrtc.TrackRemote
 	sinks  atomic.Pointer[[]*sinkTrack]
+	// hist keeps the last packets of a video track for viewers' NACKs.
+	hist *history
 }
 
 func newHub(room string) *hub {
@@ -71,6 +73,7 @@ func (f *forwarder) addSink(t *sinkTrack) {
 		return
 	}
 	t.resetSource()
+	t.src.Store(f)
 	f.setSinks(append(slices.Clone(cur), t))
 }
 
@@ -80,6 +83,7 @@ func (f *forwarder) removeSink(t *sinkTrack) {
 	if i < 0 {
 		return
 	}
+	t.src.CompareAndSwap(f, nil)
 	f.setSinks(slices.Delete(slices.Clone(cur), i, i+1))
 }
 
@@ -107,6 +111,9 @@ func (f *forwarder) run(s *session) {
 		s.rtpIn(n)
 		if len(pkt.Payload) == 0 {
 			continue // padding-only probe: nothing for a viewer to decode
+		}
+		if f.hist != nil {
+			f.hist.put(&pkt)
 		}
 		key := f.kind == webrtc.RTPCodecTypeVideo && isKeyframeStart(f.ck, pkt.Payload)
 		for _, t := range f.sinkList() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -77,9 +78,13 @@ func (s *session) start(ctx context.Context) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
+	reg := s.e.pubRegistry
+	if s.role == RoleViewer {
+		reg = s.e.viewRegistry
+	}
 	api := webrtc.NewAPI(
 		webrtc.WithMediaEngine(s.e.mediaEngine),
-		webrtc.WithInterceptorRegistry(s.e.registry),
+		webrtc.WithInterceptorRegistry(reg),
 		webrtc.WithSettingEngine(*se),
 	)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{s.e.cert}})
@@ -176,7 +181,7 @@ func (s *session) addSinks() error {
 			return detail(ErrUnsupportedTracks, "%s: %v", kind, err)
 		}
 		s.view.sinks[kind] = track
-		s.readRTCP(sender, kind == webrtc.RTPCodecTypeVideo)
+		s.readRTCP(sender, track)
 	}
 	if len(s.view.sinks) == 0 {
 		return detail(ErrUnsupportedTracks, "the offer receives no audio or video")
@@ -184,13 +189,17 @@ func (s *session) addSinks() error {
 	return nil
 }
 
-// readRTCP drains a viewer's RTCP (the NACK responder and reports work on
-// it as it passes) and forwards its keyframe requests to the publisher.
-func (s *session) readRTCP(sender *webrtc.RTPSender, video bool) {
+// readRTCP drains a viewer's RTCP (the report interceptor works on it as
+// it passes), answers its NACKs from the publisher's history and forwards
+// its keyframe requests to the publisher.
+func (s *session) readRTCP(sender *webrtc.RTPSender, t *sinkTrack) {
+	video := t.kind == webrtc.RTPCodecTypeVideo
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		buf := make([]byte, 1500)
+		resend := make([]byte, historyMaxPayload)
+		var out rtp.Header
 		for {
 			n, _, err := sender.Read(buf)
 			if err != nil {
@@ -204,9 +213,11 @@ func (s *session) readRTCP(sender *webrtc.RTPSender, video bool) {
 				continue
 			}
 			for _, p := range pkts {
-				switch p.(type) {
+				switch p := p.(type) {
 				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 					s.hub.viewerWantsKeyframe(s.view)
+				case *rtcp.TransportLayerNack:
+					t.retransmit(p, resend, &out)
 				}
 			}
 		}
@@ -217,6 +228,9 @@ func (s *session) readRTCP(sender *webrtc.RTPSender, video bool) {
 func (s *session) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	f := &forwarder{kind: remote.Kind(), codec: remote.Codec(), remote: remote}
 	f.ck = kindOf(f.codec.MimeType)
+	if f.kind == webrtc.RTPCodecTypeVideo {
+		f.hist = newHistory()
+	}
 	s.emitTimeline("track", fmt.Sprintf("%s %s", remote.Kind(), f.codec.MimeType))
 	s.wg.Add(2)
 	go func() {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -49,6 +50,11 @@ type sinkTrack struct {
 	ptSrc *webrtc.RTPCodecParameters
 	ptVal uint8
 	ptOK  bool
+
+	// src is the forwarder the sink is attached to, for retransmissions.
+	src atomic.Pointer[forwarder]
+	// resent counts packets retransmitted on the viewer's NACKs.
+	resent atomic.Uint64
 
 	// onFirstWrite fires once, at the first packet written.
 	onFirstWrite func()
@@ -263,4 +269,40 @@ func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyfram
 		t.onFirstWrite()
 	}
 	return true
+}
+
+// retransmit answers a viewer's NACK (RFC 4585 section 6.2.1) from the
+// followed publisher's shared history, with this viewer's rewrite applied.
+// Packets already gone from the history are skipped; the viewer's decoder
+// then asks for a keyframe. buf and out are the caller's scratch space.
+func (t *sinkTrack) retransmit(n *rtcp.TransportLayerNack, buf []byte, out *rtp.Header) {
+	b, f := t.bound.Load(), t.src.Load()
+	if b == nil || f == nil || f.hist == nil {
+		return
+	}
+	t.mu.Lock()
+	ssrc, seqDelta, tsDelta := t.srcSSRC, t.seqDelta, t.tsDelta
+	live := t.haveOut && !t.needKey && ssrc != 0
+	pt, ok := t.payloadType(b, &f.codec)
+	t.mu.Unlock()
+	if !live || !ok {
+		return
+	}
+	for i := range n.Nacks {
+		n.Nacks[i].Range(func(seq uint16) bool {
+			size, ts, marker, found := f.hist.get(ssrc, seq-seqDelta, buf)
+			if !found {
+				return true
+			}
+			*out = rtp.Header{
+				Version: 2, Marker: marker, PayloadType: pt,
+				SequenceNumber: seq, Timestamp: ts + tsDelta, SSRC: b.ssrc,
+			}
+			if _, err := b.stream.WriteRTP(out, buf[:size]); err != nil {
+				return false
+			}
+			t.resent.Add(1)
+			return true
+		})
+	}
 }
