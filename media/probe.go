@@ -282,8 +282,11 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 		res.Class, res.Error = ProbeOther, err.Error()
 		return res
 	}
+	// Deferred before the relay's Close below, so it runs after it: the
+	// deallocation (a Refresh with lifetime 0, sent without waiting) is
+	// the last transaction, and Close ends it and every other one.
+	defer client.Close()
 	if err := client.Listen(); err != nil {
-		client.Close()
 		res.Class, res.Error = ProbeOther, err.Error()
 		return res
 	}
@@ -319,7 +322,6 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 		// Close sends a Refresh with lifetime 0 without waiting for it.
 		defer r.relay.Close()
 	}
-	defer client.Close()
 	if r.err != nil {
 		res.Class, res.Error, res.Fix = classify(r.err, uri.Host, true)
 		res.ErrorCode = stunCode(r.err)
