@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -159,6 +161,9 @@ func (d *Diagnostics) SelfTest(ctx context.Context, timeout time.Duration) (api.
 	if res.Status == api.StatusOK {
 		res.Summary = fmt.Sprintf("media flowed: the internal client reached pinhole through %s (local UDP %d) and connected in %.0f ms",
 			res.Target, res.LocalPort, res.ConnectMillis)
+		if d.targetIsLocal(res.Target) {
+			res.Summary += "; that address belongs to this host, so no port mapping was involved: test from outside to check one"
+		}
 		return res, nil
 	}
 	res.Summary = fmt.Sprintf("the internal client could not send media to pinhole through %s (local UDP %d)", res.Target, res.LocalPort)
@@ -178,6 +183,17 @@ func (d *Diagnostics) SelfTest(ctx context.Context, timeout time.Duration) (api.
 		}
 	}
 	return res, nil
+}
+
+// targetIsLocal reports whether the advertised address is one of this
+// host's own, in which case the self-test proves no mapping.
+func (d *Diagnostics) targetIsLocal(target string) bool {
+	ap, err := netip.ParseAddrPort(target)
+	if err != nil {
+		return false
+	}
+	local, _ := d.cfg.Interfaces()
+	return ap.Addr().IsLoopback() || slices.Contains(local, ap.Addr().Unmap())
 }
 
 // selfTestPeer builds the internal client: VP8 only, UDP4, no mDNS, only
