@@ -56,6 +56,10 @@ type Config struct {
 	IdleTimeout            time.Duration
 	LogFormat              string
 	LogLevel               slog.Level
+	// AdminToken guards the management API; Limits bound requests
+	// (main_hardening.go).
+	AdminToken string
+	Limits     handlers.Limits
 }
 
 // shutdownTimeout bounds graceful shutdown: issue 2 asks for exit within 5 s.
@@ -74,7 +78,7 @@ type flagSpec struct {
 
 // flagSpecs lists every flag. Each has the environment twin
 // PINHOLE_<NAME> (upper case, '-' as '_'); a flag on the command line wins.
-var flagSpecs = []flagSpec{
+var flagSpecs = append([]flagSpec{
 	{"http-addr", ":8080", "HTTP listen address", func(c *Config, v string) error {
 		if _, _, err := net.SplitHostPort(v); err != nil {
 			return fmt.Errorf("must be host:port, e.g. :8080")
@@ -166,7 +170,7 @@ var flagSpecs = []flagSpec{
 		}
 		return nil
 	}},
-}
+}, hardeningFlags...)
 
 func durationFlag(field func(*Config) *time.Duration, lo, hi time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
@@ -363,12 +367,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		Logger:   log,
 		Web:      web.Handler(),
 		Mount:    diag.Mount, // diagnostics API and /metrics
-		Config: handlers.Config{
+		Config: handlersAuth(cfg, handlers.Config{
 			ICEServers:      cfg.ICEServers,
 			CORSOrigins:     cfg.CORSOrigins,
 			AutoCreateRooms: cfg.AutoCreateRooms,
 			PeersPerPort:    cfg.PeersPerPort,
-		},
+		}),
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -381,6 +385,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	}
 	log.Info("pinhole listening", "http", ln.Addr().String(), "udp_ports", portRange(cfg.UDPPorts),
 		"public_ips", cfg.PublicIPs, "public_ports", portRange(cfg.PublicPorts), "peers_per_port", cfg.PeersPerPort)
+	announceAuth(log, cfg)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -255,7 +255,7 @@ func TestLimits(t *testing.T) {
 		limitProblem(t, resp, body, http.StatusBadRequest, "max-metadata-entries")
 	})
 	t.Run("max-metadata-len", func(t *testing.T) {
-		resp, body := e.do("POST", "/api/v1/rooms/r1/sessions", fmt.Sprintf(`{"role":"viewer","sdp":%q,"metadata":{"k":"0123456789abcdef"}}`, offerWith(1, 0)), js...)
+		resp, body := e.do("POST", "/api/v1/rooms/r1/sessions", fmt.Sprintf(`{"role":"viewer","sdp":%q,"metadata":{"k":"0123456789abcdefg"}}`, offerWith(1, 0)), js...)
 		limitProblem(t, resp, body, http.StatusBadRequest, "max-metadata-len")
 	})
 	t.Run("max-rooms", func(t *testing.T) {

@@ -46,7 +46,8 @@ type Limits struct {
 	// MaxUserIDLen caps user_id (--max-user-id-len).
 	MaxUserIDLen int
 	// MaxMetadataEntries and MaxMetadataLen cap metadata maps: entries, and
-	// bytes of each key plus value (--max-metadata-entries, --max-metadata-len).
+	// bytes of each value (--max-metadata-entries, --max-metadata-len); keys
+	// are capped at 64 by the API's validation.
 	MaxMetadataEntries, MaxMetadataLen int
 	// MaxRooms caps how many rooms exist (--max-rooms), counting rooms
 	// created on the fly by WHIP/WHEP.
@@ -319,8 +320,8 @@ func (g *guard) checkIdentity(userID, publisherID string, meta map[string]string
 		return limitError(http.StatusBadRequest, "max-metadata-entries", g.lim.MaxMetadataEntries, "metadata has %d entries", len(meta))
 	}
 	for k, v := range meta {
-		if len(k)+len(v) > g.lim.MaxMetadataLen {
-			return limitError(http.StatusBadRequest, "max-metadata-len", g.lim.MaxMetadataLen, "metadata[%s] is %d bytes (key and value)", truncateID(k), len(k)+len(v))
+		if len(v) > g.lim.MaxMetadataLen {
+			return limitError(http.StatusBadRequest, "max-metadata-len", g.lim.MaxMetadataLen, "metadata[%s] is %d bytes", truncateID(k), len(v))
 		}
 	}
 	return nil
