@@ -84,7 +84,8 @@ function preferCodec(transceiver, name) {
 /**
  * Peer is one WHIP publisher or WHEP viewer. Events (set as properties):
  * onstate(state), onstats(summary), onsession(session), ontrack(stream),
- * onfailed() (no media path), onended(reason) (pinhole ended the session).
+ * onfailed() (no media path; pinhole may have ended the session), onended(reason)
+ * (pinhole ended a connected session). At most one of the two fires.
  * Call start, then stop.
  */
 export class Peer {
@@ -100,6 +101,7 @@ export class Peer {
     this.resourceUrl = '';
     this.sessionId = '';
     this.stopped = false;
+    this.ended = false; // onfailed or onended was emitted
     this.timers = [];
     this.prev = null;
     this.onPageHide = () => this.stop(true);
@@ -194,16 +196,15 @@ export class Peer {
   async fetchSession() {
     if (!this.resourceUrl) return; // ended on the server: nothing to ask
     const s = await getJSON(`/api/v1/sessions/${enc(this.sessionId)}`);
-    if (s.state === 'closed') this.markGone();
     this.emit('onsession', s);
+    if (s.state === 'closed') this.serverClosed(s);
   }
 
-  // failed tells a broken media path (onfailed) from a session pinhole
-  // ended on purpose - publisher left, room deleted, timeout - which also
-  // fails the connection in Chromium (onended(reason)); the latter needs no
-  // DELETE and no "connection failed" alarm.
+  // failed runs when the browser gives up on the connection. It tells a
+  // broken media path from a session pinhole ended on purpose (publisher
+  // left, room deleted), which also fails the connection in Chromium.
   async failed() {
-    if (this.stopped) return;
+    if (this.stopped || this.ended) return;
     let s = null;
     if (this.sessionId && this.resourceUrl) {
       try {
@@ -212,11 +213,25 @@ export class Peer {
         // Unknown: treat as a failed connection.
       }
     }
-    if (this.stopped) return;
-    if (s && s.state === 'closed') {
-      this.markGone();
-      this.emit('onended', s.close_reason || '');
-    } else this.emit('onfailed');
+    if (this.stopped || this.ended) return;
+    if (s && s.state === 'closed') this.serverClosed(s);
+    else {
+      this.ended = true;
+      this.emit('onfailed');
+    }
+  }
+
+  // serverClosed handles a session pinhole has closed: no DELETE is due.
+  // One that never connected failed (pinhole's setup timeout ends those
+  // long before the browser gives up): onfailed, which points to the
+  // diagnostics. One that did connect was ended on purpose: onended(reason).
+  serverClosed(s) {
+    if (this.stopped || this.ended) return;
+    this.ended = true;
+    this.markGone();
+    const connected = (s.transitions || []).some((t) => t.state === 'connected');
+    if (connected) this.emit('onended', s.close_reason || '');
+    else this.emit('onfailed');
   }
 
   /** markGone records that pinhole ended the session itself: stop skips the DELETE. */

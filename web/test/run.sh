@@ -16,9 +16,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 http_port=18080
 udp_ports=10111-10115
+bad_http_port=18090
+bad_udp_ports=10131-10132
 ns="pinhole-web-$$"
 tmp=$(mktemp -d)
 pid=""
+bad_pid=""
 ns_made=""
 
 # stop ends one process we started, by PID: TERM, up to 5 s, then KILL.
@@ -36,6 +39,7 @@ stop() {
 cleanup() {
 	status=$?
 	stop "$pid"
+	stop "$bad_pid"
 	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
 	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
 		echo "--- last lines of pinhole.log ---"
@@ -87,13 +91,19 @@ echo "building pinhole"
 ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-ports "$udp_ports" \
 	--public-ip 127.0.0.1 >"$tmp/pinhole.log" 2>&1 &
 pid=$!
+# A second pinhole announcing an address nobody can reach (a documentation
+# address; with only lo up the browser's checks to it fail at once) and a
+# short setup timeout: the room page must say "connection failed".
+ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$bad_http_port" --udp-ports "$bad_udp_ports" \
+	--public-ip 198.51.100.1 --setup-timeout 5s >"$tmp/pinhole-unreachable.log" 2>&1 &
+bad_pid=$!
 
 rm -rf "$here/artifacts"
 mkdir -p "$here/artifacts"
 rc=0
 echo "=== web.test.mjs"
 ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_ARTIFACTS="$here/artifacts" \
-	HOME="$tmp" node "$here/web.test.mjs" || rc=1
+	PINHOLE_UNREACHABLE_URL="http://127.0.0.1:$bad_http_port" HOME="$tmp" node "$here/web.test.mjs" || rc=1
 cp "$tmp/pinhole.log" "$here/artifacts/pinhole.log" 2>/dev/null || true
 if ! kill -0 "$pid" 2>/dev/null; then
 	echo "FAIL: pinhole exited during the test"

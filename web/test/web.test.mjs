@@ -17,6 +17,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.PINHOLE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
 const ART = process.env.PINHOLE_ARTIFACTS || path.join(here, 'artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// A pinhole whose announced address cannot be reached (run.sh): connection failure.
+const UNREACHABLE = (process.env.PINHOLE_UNREACHABLE_URL || '').replace(/\/$/, '');
 const WAIT = 30_000; // generous: a 2-core machine running pinhole, Go tests and two Chromium tabs
 const ROOM = 'web-test';
 const TMP_ROOM = 'web-test-tmp';
@@ -351,6 +353,27 @@ async function run(context) {
   await step('leaving the page frees the sessions (DELETE on pagehide)', async () => {
     for (const p of [a, b]) await p.close({ runBeforeUnload: true });
     await ports.waitForFunction(() => document.querySelectorAll('.port[data-state=leased]').length === 0);
+  });
+
+  await step('a connection that cannot be made says so and links to diagnostics', async () => {
+    if (!UNREACHABLE) {
+      log('# skipped: PINHOLE_UNREACHABLE_URL not set (run.sh sets it)');
+      return;
+    }
+    const page = watch(await context.newPage(), 'unreachable');
+    await page.goto(`${UNREACHABLE}/rooms/${ROOM}`);
+    await page.waitForSelector('.live:not(.stale)');
+    await page.click('#pub-start');
+    const link = page.locator('.publish .notice.error a[href^="/diagnostics?session="]');
+    await link.waitFor();
+    const text = await page.textContent('.publish .notice.error');
+    log(`# connection failed message: ${text.replace(/\s+/g, ' ').trim()}`);
+    check(text.includes('The connection failed'), `message: ${text}`);
+    check(await page.isEnabled('#pub-start'), 'start button not usable again');
+    await shot(page, 'room-connection-failed');
+    const ports = await (await fetch(`${UNREACHABLE}/api/v1/ports`)).json();
+    check(ports.leased === 0, `${ports.leased} ports still leased after the failure`);
+    await page.close();
   });
 
   await step('a full port pool is explained, with Retry-After', async () => {
