@@ -102,6 +102,8 @@ addMessages({
     'diag.self.lead': 'pinhole connects an internal client to itself through its public address and a leased port and sends media. This proves the port mapping where it also accepts traffic from the server itself.',
     'diag.self.ok': 'Media flowed through {target} (connected in {ms} ms).',
     'diag.self.fail': 'No media through {target}.',
+    'diag.self.token': 'Admin token (if the server requires one)',
+    'diag.self.needsToken': 'This server requires the admin token for the self-test: enter it above.',
 
     'diag.log.title': '{p} candidate log',
     'diag.log.lead': 'Every candidate the tests on this page gathered, and every error.',
@@ -193,6 +195,8 @@ addMessages({
     'diag.self.lead': 'pinhole 让内部客户端经由公网地址和一个租用端口连接自身并发送媒体。在端口映射也接受来自服务器自身流量的情况下，这能证明映射有效。',
     'diag.self.ok': '媒体已经由 {target} 传输（{ms} 毫秒内连接）。',
     'diag.self.fail': '没有媒体经由 {target} 传输。',
+    'diag.self.token': '管理令牌（如果服务器要求）',
+    'diag.self.needsToken': '此服务器的自检需要管理令牌：请在上方输入。',
 
     'diag.log.title': '{p} 候选地址日志',
     'diag.log.lead': '本页测试收集到的所有候选地址和所有错误。',
@@ -269,6 +273,7 @@ class DiagPage {
     this.turnIn = field('diag-turn-url', 'diag.turn.url', { p: N.turn }, { placeholder: 'turn:turn.example.org:3478?transport=udp' });
     this.turnUser = field('diag-turn-user', 'diag.turn.user', null);
     this.turnPass = field('diag-turn-pass', 'diag.turn.pass', null, { type: 'password' });
+    this.adminIn = field('diag-admin-token', 'diag.self.token', null, { type: 'password' });
 
     const card = (id, leadArgs, ...body) => {
       const [titleKey, titleArgs] = TITLES[id];
@@ -301,7 +306,7 @@ class DiagPage {
         card('turn', { p: N.turn, c: N.relay }, inputs('turn', this.turnIn.el, this.turnUser.el, this.turnPass.el)),
         card('server', { p: N.stun + '/' + N.turn }),
         card('conn'),
-        card('self')),
+        card('self', null, inputs('self', this.adminIn.el))),
       h('section', { class: 'card', id: 'diag-log' },
         h('h2', { i18n: 'diag.log.title', args: { p: N.ice } }),
         tr('diag.log.lead', null, 'p', { class: 'muted' }),
@@ -537,7 +542,7 @@ class DiagPage {
       // End the session (before closing the peer, which would end it on
       // pinhole's side first) and the room it made.
       if (resource) await request('DELETE', resource).catch(() => {});
-      await request('DELETE', `/api/v1/rooms/${enc(room)}`).catch(() => {});
+      await request('DELETE', `/api/v1/rooms/${enc(room)}`, { token: this.adminIn.input.value.trim() }).catch(() => {});
       pc.close();
       stream.getTracks().forEach((t) => t.stop());
     }
@@ -554,7 +559,14 @@ class DiagPage {
   }
 
   async check_self() {
-    const res = await (await request('POST', '/api/v1/diagnostics/selftest', { json: {} })).json();
+    let res;
+    try {
+      res = await (await request('POST', '/api/v1/diagnostics/selftest', { json: {}, token: this.adminIn.input.value.trim() })).json();
+    } catch (err) {
+      // With --admin-token the self-test is a management request.
+      if (err instanceof ApiError && err.status === 401) return result('warn', 'diag.self.needsToken');
+      throw err;
+    }
     if (res.session_id && res.diagnosis) this.sessions[res.session_id] = res.diagnosis;
     const details = [res.summary];
     if (res.status === 'ok') return result('ok', 'diag.self.ok', { target: res.target, ms: Math.round(res.connect_ms || 0) }, { details });

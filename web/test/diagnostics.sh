@@ -17,6 +17,9 @@ udp_ports=10121-10125
 turn_addr=127.0.0.1:3478
 turn_user=pinhole
 turn_pass=secret
+# With an admin token, as a deployment reachable from the internet runs: the
+# page's self-test and room clean-up must carry it.
+admin_token=diagnostics-test-admin-token
 ns="pinhole-diag-$$"
 tmp=$(mktemp -d)
 pids=()
@@ -70,7 +73,7 @@ echo "building pinhole and turnd"
 ip netns exec "$ns" "$tmp/turnd" -addr "$turn_addr" -user "$turn_user" -pass "$turn_pass" >"$tmp/turnd.log" 2>&1 &
 pids+=($!)
 ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-ports "$udp_ports" --public-ip 127.0.0.1 \
-	--ice-servers "stun:$turn_addr,turn:$turn_user:$turn_pass@$turn_addr?transport=udp" >"$tmp/pinhole.log" 2>&1 &
+	--admin-token "$admin_token" --ice-servers "stun:$turn_addr,turn:$turn_user:$turn_pass@$turn_addr?transport=udp" >"$tmp/pinhole.log" 2>&1 &
 pids+=($!)
 
 ready=""
@@ -83,7 +86,8 @@ done
 mkdir -p "$here/artifacts"
 set +e
 ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_TURN="$turn_addr" \
-	PINHOLE_TURN_USER="$turn_user" PINHOLE_TURN_PASS="$turn_pass" PINHOLE_ARTIFACTS="$here/artifacts" \
+	PINHOLE_TURN_USER="$turn_user" PINHOLE_TURN_PASS="$turn_pass" PINHOLE_ADMIN_TOKEN="$admin_token" \
+	PINHOLE_ARTIFACTS="$here/artifacts" \
 	HOME="$tmp" node "$here/diagnostics.test.mjs"
 rc=$?
 set -e

@@ -19,6 +19,10 @@ const BASE = (process.env.PINHOLE_URL || 'http://127.0.0.1:8080').replace(/\/$/,
 const TURN = process.env.PINHOLE_TURN || '127.0.0.1:3478';
 const TURN_USER = process.env.PINHOLE_TURN_USER || 'pinhole';
 const TURN_PASS = process.env.PINHOLE_TURN_PASS || 'secret';
+// pinhole's --admin-token, when the runner sets one: the self-test and room
+// management need it.
+const ADMIN = process.env.PINHOLE_ADMIN_TOKEN || '';
+const adminHeaders = ADMIN ? { Authorization: `Bearer ${ADMIN}` } : {};
 const ART = process.env.PINHOLE_ARTIFACTS || path.join(here, 'artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Generous: "Run all" takes STUN 5 s + TURN 8 s at most, the connection test
@@ -119,7 +123,8 @@ async function main() {
 async function run(context) {
   log(`# diagnostics page: pinhole ${BASE}, TURN ${TURN}`);
   // A room with nobody in it yet: the room check must find it.
-  await fetch(`${BASE}/api/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: ROOM }) });
+  const made = await fetch(`${BASE}/api/v1/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...adminHeaders }, body: JSON.stringify({ name: ROOM }) });
+  check(made.status === 201 || made.status === 409, `creating room ${ROOM}: HTTP ${made.status}`);
 
   const page = watch(await context.newPage(), 'diagnostics');
   let selfSession = '';
@@ -132,6 +137,7 @@ async function run(context) {
     await page.fill('#diag-turn-url', `turn:${TURN}?transport=udp`);
     await page.fill('#diag-turn-user', TURN_USER);
     await page.fill('#diag-turn-pass', TURN_PASS);
+    await page.fill('#diag-admin-token', ADMIN);
     await page.click('#diag-run-all');
     await page.waitForFunction((ids) => ids.every((id) => {
       const s = document.querySelector(`li[data-check="${id}"] .diag-result`)?.dataset.status;
@@ -216,7 +222,7 @@ async function run(context) {
   await step('no browser console errors', async () => {
     check(consoleErrors.length === 0, `console errors:\n  ${consoleErrors.join('\n  ')}`);
   });
-  await fetch(`${BASE}/api/v1/rooms/${ROOM}`, { method: 'DELETE' });
+  await fetch(`${BASE}/api/v1/rooms/${ROOM}`, { method: 'DELETE', headers: adminHeaders });
 }
 
 try {
