@@ -236,6 +236,7 @@ export function mount(root, { params }) {
       if (peer) peer.stop();
       // Figures of a session that never existed would only confuse.
       if (!peer || !peer.sessionId) stats.el.hidden = true;
+      else stats.state('closed');
       if (stream) stream.getTracks().forEach((t) => t.stop());
       stream = null;
       preview.srcObject = null;
@@ -349,6 +350,7 @@ export function mount(root, { params }) {
       status.hidden = !key;
       if (key) setTr(status, key);
       if (!peer || !peer.sessionId) stats.el.hidden = true;
+      else stats.state('closed');
     }
 
     p.start = async () => {
