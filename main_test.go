@@ -126,13 +126,14 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 }
 
-// freeUDPPorts returns n consecutive UDP ports bindable now, in 20000-32000:
-// below Linux's ephemeral range, where client sockets would race for them.
+// freeUDPPorts returns n consecutive UDP ports bindable now, in 24000-24999:
+// below Linux's ephemeral range, where client sockets would race for them,
+// and apart from the handlers tests' 20000-23999.
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
-	for base := 20000 + int(time.Now().UnixNano()%11000); ; base += n + 3 {
-		if base+n > 32000 {
-			base = 20000
+	for base := 24000 + int(time.Now().UnixNano()%900); ; base += n + 3 {
+		if base+n > 25000 {
+			base = 24000
 		}
 		var conns []net.PacketConn
 		for p := base; p < base+n; p++ {

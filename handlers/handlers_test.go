@@ -78,15 +78,16 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// freePorts finds n consecutive UDP ports in 20000-32000 that bind on
+// freePorts finds n consecutive UDP ports in 20000-23999 that bind on
 // 127.0.0.1 now. The range sits below Linux's ephemeral ports (32768-60999),
-// which Pion clients and other packages' sockets take at random, so a port
-// found free stays free until the engine binds it. Another test could still
-// take one first; the engine then fails loudly and the test says so.
+// which Pion clients take at random, and apart from the ranges main's tests
+// (24000-24999) use, so a port found free stays free until the engine binds
+// it. Another package's test could still take one first; the engine then
+// fails loudly and the test says so.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	for base := 20000 + int(time.Now().UnixNano()%11000); ; base += n + 7 {
-		if base+n > 32000 {
+	for base := 20000 + int(time.Now().UnixNano()%3900); ; base += n + 7 {
+		if base+n > 24000 {
 			base = 20000
 		}
 		ok := true
