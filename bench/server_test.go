@@ -115,6 +115,10 @@ func startServer(tb testing.TB, o serverOptions) *server {
 		"--public-ip", "127.0.0.1",
 		"--bind-ip", "127.0.0.1",
 		"--peers-per-port", strconv.Itoa(o.PeersPerPort),
+		// The abuse limits are sized for strangers on the internet; every
+		// benchmark client is 127.0.0.1, and the crowd room holds 201.
+		"--session-rate", "10000", "--session-burst", "10000",
+		"--max-sessions-per-room", "1000",
 	}
 	args = append(args, o.Extra...)
 	cmd := exec.Command(bin, args...)
