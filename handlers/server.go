@@ -6,6 +6,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -259,6 +260,11 @@ func (s *Server) toAPIError(err error) *api.Error {
 		return (&api.Error{Status: http.StatusServiceUnavailable, Msg: "server is shutting down", Err: err}).WithHeader("Retry-After", "5")
 	case errors.Is(err, store.ErrNotFound):
 		return &api.Error{Status: http.StatusNotFound, Msg: "not found", Err: err}
+	case errors.Is(err, context.Canceled):
+		// The client went away mid-request (the server's own contexts are
+		// never cancelled while serving): nobody reads this answer and it
+		// is not our failure, so it is not logged as one.
+		return &api.Error{Status: http.StatusBadRequest, Msg: "request cancelled", Err: err}
 	case errors.Is(err, store.ErrExists):
 		return &api.Error{Status: http.StatusConflict, Msg: "already exists", Err: err}
 	default:
