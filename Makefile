@@ -1,5 +1,5 @@
 # pinhole: `make run` starts the server with its defaults, `make test` is
-# what CI runs (.ci/run). Targets other issues fill: fuzz, test-web.
+# what CI runs (.ci/run). Targets other issues fill: test-web.
 
 GO        ?= go
 SWAG      := $(GO) run github.com/swaggo/swag/cmd/swag
@@ -54,8 +54,20 @@ gotest: ## go tests with the race detector
 bench: ## benchmarks (figures via b.ReportMetric)
 	$(GO) test -run '^$$' -bench . ./...
 
-fuzz: ## fuzz targets, a short run each (filled by later issues)
-	@echo "fuzz: no fuzz targets yet"
+# Each fuzz target runs FUZZTIME; new coverage is minimized for at most
+# FUZZMINTIME (Go's default, 60 s, stalls targets whose inputs build real
+# peer connections). The seed corpora in testdata/fuzz run in every
+# `make test` as plain tests.
+FUZZTIME    ?= 20s
+FUZZMINTIME ?= 5s
+
+fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz: $$pkg $$fn"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg; \
+		done; \
+	done
 
 test-web: ## browser tests, when present
 	@if [ -x web/test/run.sh ]; then web/test/run.sh; elif [ -f web/test/run.sh ]; then bash web/test/run.sh; else echo "test-web: no web/test/run.sh"; fi

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -29,7 +30,14 @@ var hardeningFlags = []flagSpec{
 		if c.AdminToken != "" {
 			return errors.New("set --admin-token or --admin-token-file, not both")
 		}
-		b, err := os.ReadFile(v)
+		f, err := os.Open(v)
+		if err != nil {
+			return fmt.Errorf("cannot read the token file: %v", errors.Unwrap(err))
+		}
+		defer f.Close()
+		// A token is a line; 4 KiB is plenty and stops a mistaken path
+		// (a log, /dev/zero) from being read whole.
+		b, err := io.ReadAll(io.LimitReader(f, 4096))
 		if err != nil {
 			return fmt.Errorf("cannot read the token file: %v", errors.Unwrap(err))
 		}
@@ -55,7 +63,8 @@ var hardeningFlags = []flagSpec{
 	intFlag("max-sessions-per-room", 100, 1, 1_000_000, "most live sessions in one room", func(c *Config, n int) { c.Limits.MaxSessionsPerRoom = n }),
 	{"session-rate", "5", "sessions one client address may create per second (429 with Retry-After beyond)", func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0.01 || f > 10000 {
+		// Written so NaN fails too.
+		if err != nil || !(f >= 0.01 && f <= 10000) {
 			return errors.New("must be a number from 0.01 to 10000")
 		}
 		c.Limits.SessionRate = f

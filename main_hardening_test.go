@@ -61,6 +61,7 @@ func TestLimitFlags(t *testing.T) {
 		{"--max-m-lines", "0"},
 		{"--max-candidates", "x"},
 		{"--session-rate", "-1"},
+		{"--session-rate", "NaN"},
 		{"--session-burst", "0"},
 	} {
 		if _, err := parseConfig(bad, none, nil); err == nil || !strings.Contains(err.Error(), bad[0]) {
