@@ -67,7 +67,7 @@ export const enc = encodeURIComponent;
  * errorBox renders err for people: a translated sentence for the cases
  * users can act on (pool full, room missing, token, network, media
  * permission, connection failed) and the server's problem detail beside it.
- * ctx: {room, sessionId}.
+ * ctx: {room, sessionId, admin (the call was a management request)}.
  */
 export function errorBox(err, ctx = {}) {
   const box = h('div', { class: 'notice error', role: 'alert' });
@@ -81,7 +81,8 @@ export function errorBox(err, ctx = {}) {
     } else if (err.status === 404 && ctx.room) {
       lines.push(tr('err.roomMissing', { room: ctx.room }));
       links.push(h('a', { href: '/', i18n: 'err.roomsLink' }));
-    } else if (err.status === 401 || err.status === 403) lines.push(tr('err.unauthorized'));
+    } else if ((err.status === 401 || err.status === 403) && ctx.admin) lines.push(tr('err.admin'));
+    else if (err.status === 401 || err.status === 403) lines.push(tr('err.unauthorized'));
     else if (!p.title) lines.push(tr('err.http', { status: err.status }));
     // The server's own words: its title and detail are data, shown as sent.
     const said = [p.title, p.detail].filter(Boolean).join(': ');
@@ -117,4 +118,23 @@ export class UserError extends Error {
 /** notice renders a translated success or info line. */
 export function notice(kind, key, args) {
   return h('div', { class: `notice ${kind}`, role: 'status' }, h('p', {}, tr(key, args)));
+}
+
+const ADMIN_KEY = 'pinhole.adminToken';
+
+/**
+ * adminToken is the admin token the user entered (pinhole --admin-token
+ * guards creating and deleting rooms). It is kept in sessionStorage: for
+ * this tab only, gone when it closes.
+ */
+export function adminToken(value) {
+  try {
+    if (value !== undefined) {
+      if (value) sessionStorage.setItem(ADMIN_KEY, value);
+      else sessionStorage.removeItem(ADMIN_KEY);
+    }
+    return sessionStorage.getItem(ADMIN_KEY) || '';
+  } catch {
+    return value || '';
+  }
 }

@@ -3,7 +3,7 @@
 // publisher, following it with ?publisher=<session id>); the participant
 // list; live getStats() figures and the leased port of every peer.
 import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtBitrate, fmtDateTime, secondsSince, shortId, setTitle } from './dom.js';
-import { request, getJSON, errorBox, enc, UserError } from './api.js';
+import { request, getJSON, errorBox, enc, UserError, adminToken } from './api.js';
 import { Peer, mediaError, videoCodecs } from './rtc.js';
 
 const REFRESH_MS = 1000; // participants: a new publisher should appear within a second
@@ -66,11 +66,11 @@ export function mount(root, { params }) {
 
   async function createRoom() {
     try {
-      await request('POST', '/api/v1/rooms', { json: { name: room } });
+      await request('POST', '/api/v1/rooms', { json: { name: room }, token: adminToken() });
       pageStatus.replaceChildren();
       poller.now();
     } catch (err) {
-      pageStatus.replaceChildren(errorBox(err));
+      pageStatus.replaceChildren(errorBox(err, { admin: true }));
     }
   }
 

@@ -2,7 +2,7 @@
 // to create one and a two-step delete (no blocking confirm() dialog, which
 // keyboard and test users handle badly).
 import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtDateTime, secondsSince, setTitle } from './dom.js';
-import { request, getJSON, errorBox, notice, enc } from './api.js';
+import { request, getJSON, errorBox, notice, enc, adminToken } from './api.js';
 
 const NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const REFRESH_MS = 2000; // counts change when peers come and go; 2 s feels live without load
@@ -18,6 +18,20 @@ export function mount(root) {
   });
   const pubToken = h('input', { id: 'publish-token', name: 'publish_token', minlength: 8, maxlength: 256, autocomplete: 'off' });
   const viewToken = h('input', { id: 'view-token', name: 'view_token', minlength: 8, maxlength: 256, autocomplete: 'off' });
+  const admin = h('input', { id: 'admin-token', type: 'password', autocomplete: 'off', 'aria-describedby': 'admin-hint' });
+  admin.value = adminToken();
+  admin.addEventListener('change', () => adminToken(admin.value.trim()));
+  const adminBox = h('details', { class: 'tokens', open: !!admin.value },
+    h('summary', { i18n: 'admin.title' }),
+    h('div', { class: 'field' }, h('label', { for: 'admin-token', class: 'sr', i18n: 'admin.title' }), admin,
+      h('small', { id: 'admin-hint', i18n: 'admin.hint' })));
+  // A 401 on a management call: show where the admin token goes.
+  const needAdmin = (err) => {
+    if (err && (err.status === 401 || err.status === 403)) {
+      adminBox.open = true;
+      admin.focus();
+    }
+  };
   const form = h('form', { class: 'create', novalidate: true },
     h('div', { class: 'field grow' },
       h('label', { for: 'room-name', i18n: 'rooms.name' }),
@@ -29,6 +43,7 @@ export function mount(root) {
         h('div', { class: 'field' }, h('label', { for: 'publish-token', i18n: 'rooms.publishToken' }), pubToken),
         h('div', { class: 'field' }, h('label', { for: 'view-token', i18n: 'rooms.viewToken' }), viewToken)),
       h('small', { i18n: 'rooms.tokenHint' })),
+    adminBox,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', i18n: 'rooms.createBtn' })));
 
   const tbody = h('tbody');
@@ -73,15 +88,19 @@ export function mount(root) {
       return;
     }
     name.removeAttribute('aria-invalid');
+    adminToken(admin.value.trim());
     if (pubToken.value) body.publish_token = pubToken.value;
     if (viewToken.value) body.view_token = viewToken.value;
     try {
-      await request('POST', '/api/v1/rooms', { json: body });
+      await request('POST', '/api/v1/rooms', { json: body, token: adminToken() });
       show(notice('ok', 'rooms.created', { name: body.name }));
-      form.reset();
+      name.value = '';
+      pubToken.value = '';
+      viewToken.value = '';
       poller.now();
     } catch (err) {
-      show(errorBox(err));
+      show(errorBox(err, { admin: true }));
+      needAdmin(err);
     }
   });
 
@@ -115,13 +134,14 @@ export function mount(root) {
       else if (action === 'cancel') setConfirm(false);
       else if (action === 'confirm') {
         try {
-          await request('DELETE', `/api/v1/rooms/${enc(room.name)}`);
+          await request('DELETE', `/api/v1/rooms/${enc(room.name)}`, { token: adminToken() });
           row.remove();
           show(notice('ok', 'rooms.deleted', { name: room.name }));
           poller.now();
         } catch (err) {
-          show(errorBox(err, { room: room.name }));
+          show(errorBox(err, { room: room.name, admin: true }));
           setConfirm(false);
+          needAdmin(err);
         }
       }
     });

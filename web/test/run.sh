@@ -16,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 http_port=18080
 udp_ports=10111-10115
+admin_token=web-test-admin-token
 bad_http_port=18090
 bad_udp_ports=10131-10132
 ns="pinhole-web-$$"
@@ -88,8 +89,10 @@ fi
 echo "building pinhole"
 (cd "$root" && go build -o "$tmp/pinhole" .)
 
+# With an admin token, as a real deployment should run: the rooms page must
+# ask for it to create and delete rooms.
 ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-ports "$udp_ports" \
-	--public-ip 127.0.0.1 >"$tmp/pinhole.log" 2>&1 &
+	--public-ip 127.0.0.1 --admin-token "$admin_token" >"$tmp/pinhole.log" 2>&1 &
 pid=$!
 # A second pinhole announcing an address nobody can reach (a documentation
 # address; with only lo up the browser's checks to it fail at once) and a
@@ -103,7 +106,7 @@ mkdir -p "$here/artifacts"
 rc=0
 echo "=== web.test.mjs"
 ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_ARTIFACTS="$here/artifacts" \
-	PINHOLE_UNREACHABLE_URL="http://127.0.0.1:$bad_http_port" HOME="$tmp" node "$here/web.test.mjs" || rc=1
+	PINHOLE_UNREACHABLE_URL="http://127.0.0.1:$bad_http_port" PINHOLE_ADMIN_TOKEN="$admin_token" HOME="$tmp" node "$here/web.test.mjs" || rc=1
 cp "$tmp/pinhole.log" "$here/artifacts/pinhole.log" 2>/dev/null || true
 if ! kill -0 "$pid" 2>/dev/null; then
 	echo "FAIL: pinhole exited during the test"

@@ -19,6 +19,8 @@ const ART = process.env.PINHOLE_ARTIFACTS || path.join(here, 'artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // A pinhole whose announced address cannot be reached (run.sh): connection failure.
 const UNREACHABLE = (process.env.PINHOLE_UNREACHABLE_URL || '').replace(/\/$/, '');
+// pinhole's --admin-token (run.sh sets one): creating and deleting rooms need it.
+const ADMIN = process.env.PINHOLE_ADMIN_TOKEN || '';
 const WAIT = 30_000; // generous: a 2-core machine running pinhole, Go tests and two Chromium tabs
 const ROOM = 'web-test';
 const TMP_ROOM = 'web-test-tmp';
@@ -68,13 +70,17 @@ async function waitReady() {
   throw new Error(`pinhole not ready at ${BASE}: ${last}`);
 }
 
-// expected503 is the one error the test provokes on purpose (pool full).
-const expected503 = (url, status) => status === 503 && url.includes(`/whip/${FULL_ROOM}`);
+// expectedError: the errors the test provokes on purpose - pool full, and
+// creating a room before the admin token is entered.
+let adminProbe = false;
+const expectedError = (url, status) => (status === 503 && url.includes(`/whip/${FULL_ROOM}`))
+  || (adminProbe && status === 401 && url.endsWith('/api/v1/rooms'));
 
 function watch(page, label) {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
-    if (/status of 503/.test(m.text()) && expected503(m.location().url || '', 503)) return;
+    const st = Number((m.text().match(/status of (\d+)/) || [])[1]);
+    if (st && expectedError(m.location().url || '', st)) return;
     consoleErrors.push(`[${label}] console: ${m.text()} ${JSON.stringify(m.location())}`);
   });
   page.on('pageerror', (e) => consoleErrors.push(`[${label}] page error: ${e.message}`));
@@ -85,7 +91,7 @@ function watch(page, label) {
     consoleErrors.push(`[${label}] request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on('response', (r) => {
-    if (expected503(r.url(), r.status())) return;
+    if (expectedError(r.url(), r.status())) return;
     if (r.status() >= 400) consoleErrors.push(`[${label}] HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
   });
   return page;
@@ -206,6 +212,18 @@ async function run(context) {
     await rooms.goto(`${BASE}/`);
     await rooms.waitForSelector('.live:not(.stale)');
     await rooms.fill('#room-name', TMP_ROOM);
+    if (ADMIN) {
+      // Without the admin token pinhole answers 401: the page says what is missing.
+      adminProbe = true;
+      await rooms.keyboard.press('Enter'); // the form submits from the keyboard
+      await rooms.waitForSelector('.notice.error');
+      const text = await rooms.textContent('.notice.error');
+      check(text.includes("needs pinhole's admin token"), `401 message: ${text}`);
+      check(await rooms.isVisible('#admin-token'), 'admin token field not shown');
+      adminProbe = false;
+      await rooms.fill('#admin-token', ADMIN);
+      await rooms.focus('#room-name');
+    }
     await rooms.keyboard.press('Enter'); // the form submits from the keyboard
     const row = rooms.locator(`tr[data-room="${TMP_ROOM}"]`);
     await row.waitFor();
