@@ -288,7 +288,7 @@ class DiagPage {
     };
 
     this.logBody = h('tbody');
-    this.logEmpty = tr('diag.log.empty', { p: N.ice }, 'p', { class: 'empty' });
+    this.logEmpty = tr('diag.log.empty', { p: `${N.stun}/${N.turn}` }, 'p', { class: 'empty' });
     this.verdictOut = h('div', { class: 'diag-result', id: 'diag-verdict', 'aria-live': 'polite' });
     this.sessionOut = h('div', { id: 'diag-session' });
     this.copyOut = h('div', { class: 'status-area' });
