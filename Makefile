@@ -51,8 +51,10 @@ openapi-check: ## fail when openapi/ is stale
 gotest: ## go tests with the race detector
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-bench: ## benchmarks (figures via b.ReportMetric)
-	$(GO) test -run '^$$' -bench . ./...
+bench: ## end-to-end benchmarks on loopback, ~4 min (BENCHMARKS.md); BENCH_COUNT=5 for benchstat
+	@echo "machine: nproc $$(nproc),$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $$(cut -d' ' -f1-3 /proc/loadavg)"
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count $(or $(BENCH_COUNT),1) -timeout 30m ./bench/
+	$(GO) test -run '^$$' -bench . -benchmem -count $(or $(BENCH_COUNT),1) ./media/ ./store/
 
 # Each fuzz target runs FUZZTIME; new coverage is minimized for at most
 # FUZZMINTIME (Go's default, 60 s, stalls targets whose inputs build real
