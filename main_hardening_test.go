@@ -2,11 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/pinhole-rtc/pinhole/media/mediatest"
 )
 
 func TestAdminTokenFlags(t *testing.T) {
@@ -82,5 +94,157 @@ func TestAnnounceAuth(t *testing.T) {
 	announceAuth(log, Config{AdminToken: "a-long-enough-admin-token"})
 	if strings.Contains(buf.String(), "open") || strings.Contains(buf.String(), "a-long-enough-admin-token") {
 		t.Fatalf("announcement with a token: %q", buf.String())
+	}
+}
+
+// Server shutdown while sessions are being created: eight clients keep
+// POSTing offers while the server is told to stop. run returns in time,
+// no request got a 500, every leased port is bindable again, and the
+// process is back to the goroutines and fds it had before the server.
+func TestShutdownWhileCreatingHTTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short mode")
+	}
+	ctx0, cancel0 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel0()
+	v := mediatest.NewViewer(t, mediatest.ViewerOptions{Audio: true})
+	offer, err := v.Offer(ctx0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The offer is taken, never answered: every session stays in setup,
+	// the state a shutdown is most likely to catch.
+	_ = v.Close()
+	time.Sleep(200 * time.Millisecond)
+	base := countResources(t)
+
+	// More ports than are leased before the stop: some POSTs are mid-setup
+	// (port leased, peer connection being built) when it comes.
+	ports := freeUDPPorts(t, 16)
+	cfg, err := parseConfig([]string{
+		"--http-addr", "127.0.0.1:0",
+		"--udp-ports", strconv.Itoa(ports[0]) + "-" + strconv.Itoa(ports[len(ports)-1]),
+		"--public-ip", "127.0.0.1", "--bind-ip", "127.0.0.1",
+		"--session-rate", "10000", "--session-burst", "10000",
+	}, env(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addrc <- a }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not start")
+	}
+
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}
+	defer hc.CloseIdleConnections()
+	var (
+		wg       sync.WaitGroup
+		created  atomic.Int64
+		statuses sync.Map // status -> *atomic.Int64
+		bad      atomic.Value
+	)
+	giveUp := time.Now().Add(time.Minute)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				room := fmt.Sprintf("r%d", (w+i)%3)
+				resp, err := hc.Post("http://"+addr+"/whep/"+room, "application/sdp", strings.NewReader(offer))
+				if err != nil {
+					return // the listener is gone
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				n, _ := statuses.LoadOrStore(resp.StatusCode, new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+				switch resp.StatusCode {
+				case http.StatusCreated:
+					created.Add(1)
+				case http.StatusServiceUnavailable:
+					// Pool full or shutting down.
+					time.Sleep(20 * time.Millisecond)
+				default:
+					bad.Store(fmt.Sprintf("POST answered %d", resp.StatusCode))
+					return
+				}
+				if time.Now().After(giveUp) {
+					return // bounded even if the listener never closed
+				}
+			}
+		}()
+	}
+	for created.Load() < 6 {
+		time.Sleep(time.Millisecond)
+	}
+	stopAt := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	stopped := time.Since(stopAt)
+	wg.Wait()
+	if b := bad.Load(); b != nil {
+		t.Fatal(b)
+	}
+	for _, p := range cfg.UDPPorts {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Errorf("port %d still bound after shutdown: %v", p, err)
+			continue
+		}
+		c.Close()
+	}
+	hc.CloseIdleConnections()
+	after := settleResources(t, base, 30*time.Second)
+	var mix []string
+	statuses.Range(func(k, v any) bool {
+		mix = append(mix, fmt.Sprintf("%v=%d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	t.Logf("shutdown while creating over HTTP: answers %v; stopped in %s; baseline %s, after %s",
+		mix, stopped.Round(time.Millisecond), base, after)
+}
+
+type resources struct{ goroutines, fds int }
+
+func (r resources) String() string { return fmt.Sprintf("%d goroutines, %d fds", r.goroutines, r.fds) }
+
+func countResources(t testing.TB) resources {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resources{runtime.NumGoroutine(), len(fds)}
+}
+
+func settleResources(t testing.TB, base resources, within time.Duration) resources {
+	t.Helper()
+	end := time.Now().Add(within)
+	for {
+		now := countResources(t)
+		if now.goroutines <= base.goroutines && now.fds <= base.fds {
+			return now
+		}
+		if time.Now().After(end) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("not back to baseline: now %s, baseline %s\n%s", now, base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
