@@ -70,6 +70,8 @@ func TestDiagnose(t *testing.T) {
 			time.Hour, api.StatusFail, VerdictNoPacket, "mapping", []string{"no packet reached local UDP 10111 before the session ended"}},
 		{"no client candidates", rec(store.RolePublisher, store.StateClosed, ev{0, "offer", "0 client candidates: "}, answer, ev{30000, "closed", "setup timeout"}),
 			time.Hour, api.StatusFail, VerdictNoCandidates, "mapping", []string{"offered no ICE candidates"}},
+		{"self-test without candidates: still the mapping", rec(store.RolePublisher, store.StateClosed, ev{0, "selftest", "internal client"}, ev{1, "offer", "0 client candidates: "}, answer, ev{8000, "closed", "self-test finished"}),
+			time.Hour, api.StatusFail, VerdictNoPacket, "mapping", []string{"no packet reached local UDP 10111"}},
 		{"ice failed", rec(store.RolePublisher, store.StateClosed, offer, answer, packet, ev{5000, "ice-failed", "3 packets reached local UDP 10111"}, ev{5001, "closed", "connection failed"}),
 			time.Hour, api.StatusFail, VerdictICEFailed, "ice", []string{"packets arrived (from 203.0.113.2:40000) but ICE failed", "203.0.113.2 40000 typ host"}},
 		{"dtls failed", rec(store.RolePublisher, store.StateClosed, offer, answer, packet, iceOK, ev{900, "dtls-failed", ""}, ev{901, "closed", "connection failed"}),

@@ -263,8 +263,10 @@ func (d *Diagnostics) recordSelfTest(ctx context.Context, id string, ans *media.
 		ID: id, Room: SelfTestRoom, Role: store.RolePublisher, UserID: "pinhole-selftest",
 		State: store.StateNew, Transitions: []store.Transition{{State: store.StateNew, At: now}},
 		CreatedAt: now, UpdatedAt: now, Codecs: ans.Codecs,
-		Lease: store.Lease{LocalPort: ans.LocalPort, PublicAddr: ans.PublicAddr},
-		ETag:  newETag(),
+		// Marks the record for Diagnose: the offer had no candidates on purpose.
+		Events: []store.Event{{At: now, Kind: "selftest", Detail: "internal client; offer sent without candidates so that only checks through " + ans.PublicAddr + " count"}},
+		Lease:  store.Lease{LocalPort: ans.LocalPort, PublicAddr: ans.PublicAddr},
+		ETag:   newETag(),
 	})
 	if d.rec == nil {
 		return
