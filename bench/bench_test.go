@@ -523,7 +523,7 @@ func BenchmarkMemory(b *testing.B) {
 		wg.Wait()
 		for _, rv := range out {
 			if rv == nil {
-				b.FailNow()
+				b.Fatalf("opening viewers failed; server log:\n%s", srv.logTail())
 			}
 			if err := rv.v.waitKey(ctx); err != nil {
 				b.Fatal(err)

@@ -122,7 +122,13 @@ func startServer(tb testing.TB, o serverOptions) *server {
 	}
 	args = append(args, o.Extra...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	// Keep a GODEBUG the caller set (e.g. memprofilerate=1 for a heap
+	// profile of a -bin build with pprof) and add gctrace to it.
+	godebug := "gctrace=1"
+	if v, ok := os.LookupEnv("GODEBUG"); ok && v != "" {
+		godebug = v + "," + godebug
+	}
+	cmd.Env = append(os.Environ(), "GODEBUG="+godebug)
 	// The server dies with the benchmark binary, whatever happens to it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
