@@ -126,14 +126,14 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	}
 }
 
-// freeUDPPorts returns n consecutive UDP ports bindable now, in 24000-24999:
+// freeUDPPorts returns n consecutive UDP ports bindable now, in 18000-18999:
 // below Linux's ephemeral range, where client sockets would race for them,
-// and apart from the handlers tests' 20000-23999.
+// and apart from the handlers tests' 15000-17999 and media's 20000 and up.
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
-	for base := 24000 + int(time.Now().UnixNano()%900); ; base += n + 3 {
-		if base+n > 25000 {
-			base = 24000
+	for base := 18000 + int(time.Now().UnixNano()%900); ; base += n + 3 {
+		if base+n > 19000 {
+			base = 18000
 		}
 		var conns []net.PacketConn
 		for p := base; p < base+n; p++ {

@@ -78,17 +78,16 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// freePorts finds n consecutive UDP ports in 20000-23999 that bind on
-// 127.0.0.1 now. The range sits below Linux's ephemeral ports (32768-60999),
-// which Pion clients take at random, and apart from the ranges main's tests
-// (24000-24999) use, so a port found free stays free until the engine binds
-// it. Another package's test could still take one first; the engine then
-// fails loudly and the test says so.
+// freePorts finds n consecutive UDP ports in 15000-17999 that bind on
+// 127.0.0.1 now. The range is below Linux's ephemeral ports (32768-60999),
+// which Pion clients take at random, and apart from what the other packages'
+// tests lease while running in parallel (main 18000-18999, media's soak
+// 20000-32767), so a port found free stays free until the engine binds it.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	for base := 20000 + int(time.Now().UnixNano()%3900); ; base += n + 7 {
-		if base+n > 24000 {
-			base = 20000
+	for base := 15000 + int(time.Now().UnixNano()%2900); ; base += n + 7 {
+		if base+n > 18000 {
+			base = 15000
 		}
 		ok := true
 		var conns []net.PacketConn
