@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strings"
@@ -66,13 +65,12 @@ func authorize(r *http.Request, room store.Room, role store.Role) error {
 	if want == "" {
 		return nil
 	}
-	auth := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(auth, " ")
-	if auth == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
+	present, ok := bearerMatches(r, want) // constant-time, length included (auth.go)
+	if !present {
 		return api.Errorf(http.StatusUnauthorized, "room %q requires Authorization: Bearer <token>", room.Name).
 			WithHeader("WWW-Authenticate", `Bearer realm="pinhole"`)
 	}
-	if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(want)) != 1 {
+	if !ok {
 		// RFC 6750 §3.1: a token that is wrong is invalid_token.
 		return api.Errorf(http.StatusUnauthorized, "bearer token is not valid for room %q", room.Name).
 			WithHeader("WWW-Authenticate", `Bearer realm="pinhole", error="invalid_token"`)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -126,41 +127,57 @@ func endpoint(room string, publisher bool) string {
 	return "/whep/" + room
 }
 
-// negotiate POSTs c's offer, retrying while the pool is full (503).
-func (s *httpSoak) negotiate(ctx context.Context, c httpClient, room string, publisher bool) (*mediatest.Resource, error) {
+// negotiate POSTs c's offer, retrying while the pool is full (503) with
+// the same offer, and applies the answer. It returns the resource URL.
+func (s *httpSoak) negotiate(ctx context.Context, c httpClient, room string, publisher bool) (string, error) {
+	offer, err := c.Offer(ctx)
+	if err != nil {
+		return "", err
+	}
 	for {
-		res, err := mediatest.Negotiate(ctx, s.hc, s.e.srv.URL+endpoint(room, publisher), c, nil)
-		var he *mediatest.HTTPError
-		if errors.As(err, &he) && he.StatusCode == http.StatusServiceUnavailable {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.e.srv.URL+endpoint(room, publisher), strings.NewReader(offer))
+		req.Header.Set("Content-Type", "application/sdp")
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			return "", err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusCreated:
+		case http.StatusServiceUnavailable:
 			select {
 			case <-time.After(50 * time.Millisecond):
 				continue
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return "", ctx.Err()
 			}
+		default:
+			return "", fmt.Errorf("POST %s: %d %s", endpoint(room, publisher), resp.StatusCode, body)
 		}
-		if err != nil {
-			return nil, err
-		}
+		loc := resp.Header.Get("Location")
 		s.mu.Lock()
-		s.ids = append(s.ids, path.Base(res.URL))
+		s.ids = append(s.ids, path.Base(loc))
 		s.mu.Unlock()
-		return res, nil
+		if err := c.SetAnswer(string(body)); err != nil {
+			return "", err
+		}
+		return s.e.srv.URL + loc, nil
 	}
 }
 
-func (s *httpSoak) connect(ctx context.Context, room string, publisher bool, mux *ice.UDPMuxDefault) (httpClient, *mediatest.Resource, error) {
+func (s *httpSoak) connect(ctx context.Context, room string, publisher bool, mux *ice.UDPMuxDefault) (httpClient, string, error) {
 	c := s.client(publisher, mux)
-	res, err := s.negotiate(ctx, c, room, publisher)
+	url, err := s.negotiate(ctx, c, room, publisher)
 	if err != nil {
 		_ = c.Close()
-		return nil, nil, err
+		return nil, "", err
 	}
 	if err := c.WaitConnected(ctx); err != nil {
 		_ = c.Close()
-		return nil, nil, err
+		return nil, "", err
 	}
-	return c, res, nil
+	return c, url, nil
 }
 
 func (s *httpSoak) delete(ctx context.Context, url string, want ...int) error {
@@ -194,11 +211,11 @@ func TestHTTPSoak(t *testing.T) {
 
 	// Warm-up, then the baseline: the idle server with its keep-alive
 	// connections closed.
-	c, res, err := s.connect(ctx, "warm", true, nil)
+	c, url, err := s.connect(ctx, "warm", true, nil)
 	if err != nil {
 		t.Fatalf("warm-up: %v", err)
 	}
-	_ = s.delete(ctx, res.URL, http.StatusOK)
+	_ = s.delete(ctx, url, http.StatusOK)
 	_ = c.Close()
 	time.Sleep(500 * time.Millisecond)
 	s.hc.CloseIdleConnections()
@@ -209,12 +226,12 @@ func TestHTTPSoak(t *testing.T) {
 		run  func(ctx context.Context, i int) (int, error)
 	}{
 		{"delete", func(ctx context.Context, i int) (int, error) {
-			c, res, err := s.connect(ctx, "soak", i%2 == 0, nil)
+			c, url, err := s.connect(ctx, "soak", i%2 == 0, nil)
 			if err != nil {
 				return 0, err
 			}
 			defer c.Close()
-			return 1, s.delete(ctx, res.URL, http.StatusOK) // RFC 9725 §4.2
+			return 1, s.delete(ctx, url, http.StatusOK) // RFC 9725 §4.2
 		}},
 		{"vanished", func(ctx context.Context, i int) (int, error) {
 			sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -268,7 +285,7 @@ func TestHTTPSoak(t *testing.T) {
 			return 2, s.delete(ctx, e.srv.URL+"/api/v1/rooms/"+room, http.StatusNoContent)
 		}},
 		{"concurrent-delete", func(ctx context.Context, i int) (int, error) {
-			c, res, err := s.connect(ctx, "soak", i%2 == 0, nil)
+			c, url, err := s.connect(ctx, "soak", i%2 == 0, nil)
 			if err != nil {
 				return 0, err
 			}
@@ -280,7 +297,7 @@ func TestHTTPSoak(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, res.URL, nil)
+					req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, url, nil)
 					resp, err := s.hc.Do(req)
 					if err != nil {
 						errs <- err
