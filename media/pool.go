@@ -143,45 +143,47 @@ func (p *Pool) Acquire(sessionID, room string, role Role, onPacket func(port int
 		return nil, ErrClosed
 	}
 	n := len(p.slots)
-	// Prefer a port already shared (fills sockets before opening new ones)
-	// only when sharing is on; otherwise the first empty port from next.
-	pick := -1
+	// Candidates in order: with sharing on, ports already open and not full
+	// (fills sockets before opening new ones); then empty ports from next.
+	var order []int
 	if p.cfg.PeersPerPort > 1 {
 		for i := 0; i < n; i++ {
-			s := p.slots[(p.next+i)%n]
-			if len(s.holders) > 0 && len(s.holders) < p.cfg.PeersPerPort {
-				pick = (p.next + i) % n
-				break
+			j := (p.next + i) % n
+			if h := len(p.slots[j].holders); h > 0 && h < p.cfg.PeersPerPort {
+				order = append(order, j)
 			}
 		}
 	}
-	if pick < 0 {
-		for i := 0; i < n; i++ {
-			if len(p.slots[(p.next+i)%n].holders) == 0 {
-				pick = (p.next + i) % n
-				break
-			}
+	for i := 0; i < n; i++ {
+		if j := (p.next + i) % n; len(p.slots[j].holders) == 0 {
+			order = append(order, j)
 		}
 	}
-	if pick < 0 {
+	var s *slot
+	for _, j := range order {
+		c := p.slots[j]
+		if c.mux == nil {
+			conn, err := p.listen(c.local)
+			if err != nil {
+				// Another program took the port since start: skip it, and
+				// let diagnostics report it (every port bindable or leased).
+				p.log.Error("leased port cannot be bound", "port", c.local, "err", err)
+				continue
+			}
+			c.conn = newCountingConn(conn, c.local, p.dispatchPacket)
+			c.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{
+				UDPConn: c.conn,
+				Logger:  p.cfg.LoggerFactory.NewLogger("ice-mux"),
+				Net:     p.muxNet(),
+			})
+		}
+		s = c
+		break
+	}
+	if s == nil {
 		return nil, p.fullErrorLocked()
 	}
-	s := p.slots[pick]
-	if s.mux == nil {
-		conn, err := p.listen(s.local)
-		if err != nil {
-			// Someone else took the port since start: report it full-ish
-			// rather than failing every session; skip it next time.
-			p.log.Error("leased port cannot be bound", "port", s.local, "err", err)
-			return nil, fmt.Errorf("binding UDP port %d: %w", s.local, err)
-		}
-		s.conn = newCountingConn(conn, s.local, p.dispatchPacket)
-		s.mux = ice.NewUDPMuxDefault(ice.UDPMuxParams{
-			UDPConn: s.conn,
-			Logger:  p.cfg.LoggerFactory.NewLogger("ice-mux"),
-			Net:     p.muxNet(),
-		})
-	}
+	pick := slices.Index(p.slots, s)
 	if len(s.holders) == 0 {
 		p.next = (pick + 1) % n
 	}
@@ -239,23 +241,20 @@ func (p *Pool) release(l *Lease) error {
 	s := l.slot
 	delete(s.holders, l.sessionID)
 	s.conn.removeListener(l.sessionID)
-	var mux *ice.UDPMuxDefault
-	if len(s.holders) == 0 && s.mux != nil {
-		mux = s.mux
-		s.packetsIn += s.conn.packets.Load()
-		s.bytesIn += s.conn.bytes.Load()
-		if t := s.conn.lastPacket(); t.After(s.lastPacket) {
-			s.lastPacket = t
-		}
-		s.mux, s.conn = nil, nil
+	defer p.mu.Unlock()
+	if len(s.holders) > 0 || s.mux == nil {
+		return nil
 	}
-	p.mu.Unlock()
-	if mux != nil {
-		// Closing the mux closes the socket too; the port is bindable again
-		// when Close returns.
-		return mux.Close()
+	s.packetsIn += s.conn.packets.Load()
+	s.bytesIn += s.conn.bytes.Load()
+	if t := s.conn.lastPacket(); t.After(s.lastPacket) {
+		s.lastPacket = t
 	}
-	return nil
+	// Closed under the lock (closing a socket does not block): the port is
+	// bindable again before any Acquire can pick this slot.
+	err := s.mux.Close()
+	s.mux, s.conn = nil, nil
+	return err
 }
 
 // Status lists every port of the range.

@@ -32,6 +32,12 @@ type session struct {
 
 	// sigMu serialises signalling (answer, trickle, restart) on pc.
 	sigMu sync.Mutex
+	// life is held by start for the whole setup and taken by close before
+	// teardown, so a session closed while it is being set up (shutdown,
+	// room deletion, setup timeout) is torn down only once its fields are
+	// all written. started is set when setup has finished.
+	life    sync.Mutex
+	started atomic.Bool
 
 	closeOnce sync.Once
 	done      chan struct{}  // closed when teardown starts
@@ -67,6 +73,24 @@ func (s *session) emitTimeline(name, detail string) {
 
 // start leases a port, builds the peer connection and answers the offer.
 func (s *session) start(ctx context.Context) (*Answer, error) {
+	s.life.Lock()
+	defer s.life.Unlock()
+	ans, err := s.setupLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.done:
+		// Closed while being set up: the answer would describe a session
+		// that no longer exists.
+		return nil, ErrClosed
+	default:
+	}
+	s.started.Store(true)
+	return ans, nil
+}
+
+func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 	s.emitTimeline("offer", fmt.Sprintf("%d client candidates: %s", len(candidateLines(s.offer)),
 		strings.Join(candidateLines(s.offer), "; ")))
 	lease, err := s.e.pool.Acquire(s.id, s.room, s.role, s.onPortPacket)
@@ -415,7 +439,8 @@ func firstCandidateAddr(answer string) string {
 	return ""
 }
 
-// counters sums what the session received and sent.
+// counters sums what the session received and sent. It is read only once
+// setup has finished (started) or teardown holds life.
 func (s *session) counters() Counters {
 	c := Counters{PacketsIn: s.packetsIn.Load(), BytesIn: s.bytesIn.Load()}
 	if s.view != nil {
@@ -428,6 +453,9 @@ func (s *session) counters() Counters {
 }
 
 func (s *session) reportCounters() {
+	if !s.started.Load() {
+		return
+	}
 	c := s.counters()
 	if c == s.lastCount {
 		return
@@ -454,6 +482,8 @@ func (s *session) idle(now time.Time, d time.Duration) bool {
 func (s *session) close(reason string) {
 	s.closeOnce.Do(func() {
 		close(s.done)
+		s.life.Lock() // waits for a setup in progress
+		defer s.life.Unlock()
 		if s.setup != nil {
 			s.setup.Stop()
 		}
