@@ -226,8 +226,8 @@ func (g *guard) check(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	if kind == kindCreateSDP || kind == kindCreateJSON {
-		// The rate is checked first: it is the cheapest refusal and the
-		// one that protects the rest.
+		// The rate comes before reading the body: it is the cheapest
+		// refusal and the one that protects the rest.
 		if g.rates != nil {
 			if err := g.rates.allow(clientAddr(r)); err != nil {
 				return err
