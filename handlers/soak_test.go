@@ -31,7 +31,7 @@ import (
 // HTTP API. The engine-level soak (media/soak_test.go) does the 2,000; this
 // one adds HTTP, the store and the recorder on the same paths, at a count
 // that keeps make test reasonable under -race.
-var httpSoakSessions = flag.Int("soak.http", 200, "sessions TestHTTPSoak creates and ends")
+var httpSoakSessions = flag.Int("soak.http", 400, "sessions TestHTTPSoak creates and ends")
 
 type fdGoroutines struct{ goroutines, fds int }
 
