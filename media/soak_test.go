@@ -43,50 +43,6 @@ func soakConfig(c *media.Config) {
 	c.Logger = slog.New(slog.DiscardHandler)
 }
 
-// soakPorts finds n consecutive free UDP ports below the kernel's ephemeral
-// range. The soak's hundreds of client sockets take ephemeral ports; a pool
-// port inside that range would now and then be taken by a client between two
-// leases (a deployment's mapped range is outside it too: 10111-10115).
-func soakPorts(tb testing.TB, n int) []int {
-	tb.Helper()
-	lo := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		_, _ = fmt.Sscan(string(b), &lo)
-	}
-	start := 20000 + int(time.Now().UnixNano()%int64(max(lo-20000-2*n, 1)))
-	for base := start; base+n < lo; base += n + 3 {
-		if ports, ok := bindable(base, n); ok {
-			return ports
-		}
-	}
-	for base := 20000; base+n < lo; base += n + 3 {
-		if ports, ok := bindable(base, n); ok {
-			return ports
-		}
-	}
-	tb.Fatal("no free UDP port range below the ephemeral range")
-	return nil
-}
-
-func bindable(base, n int) ([]int, bool) {
-	var conns []*net.UDPConn
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: base + i})
-		if err != nil {
-			return nil, false
-		}
-		conns = append(conns, c)
-		ports[i] = base + i
-	}
-	return ports, true
-}
-
 // closedWatch tells when an engine session has ended, and counts how often
 // each one was reported closed (exactly once is the contract).
 type closedWatch struct {
@@ -442,7 +398,7 @@ func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test skipped in -short mode")
 	}
-	ports := soakPorts(t, 6*soakWorkers)
+	ports := freePorts(t, 6*soakWorkers)
 	watch := newClosedWatch()
 	cfg := media.Config{Ports: ports, PublicIPs: []string{"127.0.0.1"}}
 	soakConfig(&cfg)
@@ -546,7 +502,7 @@ func TestShutdownWhileCreating(t *testing.T) {
 		t.Skip("skipped in -short mode")
 	}
 	base := countResources(t)
-	ports := soakPorts(t, 8)
+	ports := freePorts(t, 8)
 	cfg := media.Config{Ports: ports, PublicIPs: []string{"127.0.0.1"}}
 	soakConfig(&cfg)
 	watch := newClosedWatch()
@@ -662,7 +618,7 @@ func TestPublisherLeavesMidStream(t *testing.T) {
 		t.Skip("skipped in -short mode")
 	}
 	base := countResources(t)
-	cfg := media.Config{Ports: soakPorts(t, 4), PublicIPs: []string{"127.0.0.1"}}
+	cfg := media.Config{Ports: freePorts(t, 4), PublicIPs: []string{"127.0.0.1"}}
 	soakConfig(&cfg)
 	watch := newClosedWatch()
 	e, err := media.NewEngine(cfg, watch.on)
