@@ -13,6 +13,10 @@
 //	@in							header
 //	@name						Authorization
 //	@description				"Bearer <room token>" for protected rooms.
+//	@securityDefinitions.apikey	AdminToken
+//	@in							header
+//	@name						Authorization
+//	@description				"Bearer <admin token>" (--admin-token) for the management routes: create and delete rooms, end sessions, diagnostics probes.
 package main
 
 import (

@@ -174,6 +174,8 @@ func (d *Diagnostics) diagOpts() DiagnosisOptions {
 //	@Param		body	body		api.STUNProbeRequest	true	"server"
 //	@Success	200		{object}	api.STUNProbeResult
 //	@Failure	400		{object}	api.Problem
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router		/api/v1/diagnostics/stun [post]
 func (d *Diagnostics) handleSTUN(w http.ResponseWriter, r *http.Request) error {
 	var req api.STUNProbeRequest
@@ -198,6 +200,8 @@ func (d *Diagnostics) handleSTUN(w http.ResponseWriter, r *http.Request) error {
 //	@Param		body	body		api.TURNProbeRequest	true	"server and credentials"
 //	@Success	200		{object}	api.TURNProbeResult
 //	@Failure	400		{object}	api.Problem
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router		/api/v1/diagnostics/turn [post]
 func (d *Diagnostics) handleTURN(w http.ResponseWriter, r *http.Request) error {
 	var req api.TURNProbeRequest

@@ -69,8 +69,11 @@ func (s *Server) getRoom(r *http.Request) (store.Room, error) {
 //	@Success		201		{object}	api.Room
 //	@Header			201		{string}	Location	"/api/v1/rooms/{room}"
 //	@Failure		400		{object}	api.Problem	"Validation error naming the field"
-//	@Failure		409		{object}	api.Problem	"Name taken"
+//	@Failure		409		{object}	api.Problem	"Name taken, or --max-rooms reached"
 //	@Failure		415		{object}	api.Problem
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
+//	@Failure	413	{object}	api.Problem	"Body over --max-json-bytes"
 //	@Router			/api/v1/rooms [post]
 func (s *Server) handleRoomCreate(w http.ResponseWriter, r *http.Request) error {
 	var req api.CreateRoomRequest
@@ -146,6 +149,8 @@ func (s *Server) handleRoomGet(w http.ResponseWriter, r *http.Request) error {
 //	@Param			room	path	string	true	"Room name"
 //	@Success		204
 //	@Failure		404	{object}	api.Problem
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router			/api/v1/rooms/{room} [delete]
 func (s *Server) handleRoomDelete(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
@@ -222,6 +227,9 @@ func (s *Server) handleParticipantList(w http.ResponseWriter, r *http.Request) e
 //	@Failure		404				{object}	api.Problem
 //	@Failure		422				{object}	api.Problem
 //	@Failure		503				{object}	api.Problem
+//	@Failure	409	{object}	api.Problem	"--max-rooms or --max-sessions-per-room reached (problem member limit names it)"
+//	@Failure	413	{object}	api.Problem	"Body over --max-sdp-bytes / --max-json-bytes"
+//	@Failure	429	{object}	api.Problem	"--session-rate exceeded for this address; Retry-After"
 //	@Router			/api/v1/rooms/{room}/sessions [post]
 func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
@@ -335,6 +343,8 @@ func (s *Server) handleSessionGet(w http.ResponseWriter, r *http.Request) error 
 //	@Param			id	path	string	true	"Session id"
 //	@Success		204
 //	@Failure		404	{object}	api.Problem
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router			/api/v1/sessions/{id} [delete]
 func (s *Server) handleSessionDelete(w http.ResponseWriter, r *http.Request) error {
 	sess, err := s.liveSession(r.Context(), chi.URLParam(r, "id"))

@@ -53,6 +53,8 @@ var vp8Key = []byte{0x10, 0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 
 //	@Success	200		{object}	api.SelfTestResult
 //	@Failure	409		{object}	api.Problem
 //	@Failure	503		{object}	api.Problem
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router		/api/v1/diagnostics/selftest [post]
 func (d *Diagnostics) handleSelfTest(w http.ResponseWriter, r *http.Request) error {
 	var req api.SelfTestRequest

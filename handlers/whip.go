@@ -31,6 +31,9 @@ import (
 //	@Failure		415				{object}	api.Problem	"Not application/sdp"
 //	@Failure		422				{object}	api.Problem	"Track set pinhole cannot serve"
 //	@Failure		503				{object}	api.Problem	"All UDP ports leased (Retry-After)"
+//	@Failure	409	{object}	api.Problem	"--max-rooms or --max-sessions-per-room reached (problem member limit names it)"
+//	@Failure	413	{object}	api.Problem	"Body over --max-sdp-bytes / --max-json-bytes"
+//	@Failure	429	{object}	api.Problem	"--session-rate exceeded for this address; Retry-After"
 //	@Router			/whip/{room} [post]
 func (s *Server) handleWHIPCreate(w http.ResponseWriter, r *http.Request) error {
 	return s.createResource(w, r, store.RolePublisher)
@@ -57,6 +60,9 @@ func (s *Server) handleWHIPCreate(w http.ResponseWriter, r *http.Request) error 
 //	@Failure		415				{object}	api.Problem
 //	@Failure		422				{object}	api.Problem
 //	@Failure		503				{object}	api.Problem
+//	@Failure	409	{object}	api.Problem	"--max-rooms or --max-sessions-per-room reached (problem member limit names it)"
+//	@Failure	413	{object}	api.Problem	"Body over --max-sdp-bytes / --max-json-bytes"
+//	@Failure	429	{object}	api.Problem	"--session-rate exceeded for this address; Retry-After"
 //	@Router			/whep/{room} [post]
 func (s *Server) handleWHEPCreate(w http.ResponseWriter, r *http.Request) error {
 	return s.createResource(w, r, store.RoleViewer)

@@ -47,6 +47,11 @@ const docTemplate = `{
         },
         "/api/v1/diagnostics/selftest": {
             "post": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "consumes": [
                     "application/json"
                 ],
@@ -74,6 +79,12 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.SelfTestResult"
                         }
                     },
+                    "401": {
+                        "description": "Admin token missing or wrong (--admin-token)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
                     "409": {
                         "description": "Conflict",
                         "schema": {
@@ -91,6 +102,11 @@ const docTemplate = `{
         },
         "/api/v1/diagnostics/stun": {
             "post": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "consumes": [
                     "application/json"
                 ],
@@ -124,12 +140,23 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
+                    },
+                    "401": {
+                        "description": "Admin token missing or wrong (--admin-token)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
                     }
                 }
             }
         },
         "/api/v1/diagnostics/turn": {
             "post": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "consumes": [
                     "application/json"
                 ],
@@ -160,6 +187,12 @@ const docTemplate = `{
                     },
                     "400": {
                         "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "401": {
+                        "description": "Admin token missing or wrong (--admin-token)",
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
@@ -206,6 +239,11 @@ const docTemplate = `{
                 }
             },
             "post": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "description": "Tokens, when set, are required as Authorization: Bearer by WHIP (publish_token) and WHEP (view_token). They are never shown again.",
                 "consumes": [
                     "application/json"
@@ -247,8 +285,20 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.Problem"
                         }
                     },
+                    "401": {
+                        "description": "Admin token missing or wrong (--admin-token)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
                     "409": {
-                        "description": "Name taken",
+                        "description": "Name taken, or --max-rooms reached",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "413": {
+                        "description": "Body over --max-json-bytes",
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
@@ -296,6 +346,11 @@ const docTemplate = `{
                 }
             },
             "delete": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "description": "Ends every session of the room and frees their UDP ports.",
                 "tags": [
                     "rooms"
@@ -313,6 +368,12 @@ const docTemplate = `{
                 "responses": {
                     "204": {
                         "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Admin token missing or wrong (--admin-token)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
                     },
                     "404": {
                         "description": "Not Found",
@@ -430,8 +491,26 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.Problem"
                         }
                     },
+                    "409": {
+                        "description": "--max-rooms or --max-sessions-per-room reached (problem member limit names it)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "413": {
+                        "description": "Body over --max-sdp-bytes / --max-json-bytes",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
                     "422": {
                         "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "429": {
+                        "description": "--session-rate exceeded for this address; Retry-After",
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
@@ -537,6 +616,11 @@ const docTemplate = `{
                 }
             },
             "delete": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "description": "Ends the session and frees its UDP port.",
                 "tags": [
                     "sessions"
@@ -554,6 +638,12 @@ const docTemplate = `{
                 "responses": {
                     "204": {
                         "description": "No Content"
+                    },
+                    "401": {
+                        "description": "Admin token missing or wrong (--admin-token)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
                     },
                     "404": {
                         "description": "Not Found",
@@ -757,6 +847,18 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.Problem"
                         }
                     },
+                    "409": {
+                        "description": "--max-rooms or --max-sessions-per-room reached (problem member limit names it)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "413": {
+                        "description": "Body over --max-sdp-bytes / --max-json-bytes",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
                     "415": {
                         "description": "Unsupported Media Type",
                         "schema": {
@@ -765,6 +867,12 @@ const docTemplate = `{
                     },
                     "422": {
                         "description": "Unprocessable Entity",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "429": {
+                        "description": "--session-rate exceeded for this address; Retry-After",
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
@@ -1030,6 +1138,18 @@ const docTemplate = `{
                             "$ref": "#/definitions/api.Problem"
                         }
                     },
+                    "409": {
+                        "description": "--max-rooms or --max-sessions-per-room reached (problem member limit names it)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "413": {
+                        "description": "Body over --max-sdp-bytes / --max-json-bytes",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
                     "415": {
                         "description": "Not application/sdp",
                         "schema": {
@@ -1038,6 +1158,12 @@ const docTemplate = `{
                     },
                     "422": {
                         "description": "Track set pinhole cannot serve",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "429": {
+                        "description": "--session-rate exceeded for this address; Retry-After",
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
@@ -2109,6 +2235,12 @@ const docTemplate = `{
         }
     },
     "securityDefinitions": {
+        "AdminToken": {
+            "description": "\"Bearer \u003cadmin token\u003e\" (--admin-token) for the management routes: create and delete rooms, end sessions, diagnostics probes.",
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header"
+        },
         "BearerToken": {
             "description": "\"Bearer \u003croom token\u003e\" for protected rooms.",
             "type": "apiKey",
