@@ -385,7 +385,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second, // slowloris guard; WHIP bodies are small
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// A body trickled in slower than this is cut off: the largest one
+		// is a 64 KiB offer, and each stalled read holds a goroutine.
+		ReadTimeout: 30 * time.Second,
+		// Keep-alive connections nobody uses are closed, so idle clients
+		// cannot pile up file descriptors.
+		IdleTimeout: 2 * time.Minute,
+		// Real requests carry a few hundred bytes of headers; Go's default
+		// (1 MiB) is memory a stranger can make the server hold.
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	log.Info("pinhole listening", "http", ln.Addr().String(), "udp_ports", portRange(cfg.UDPPorts),
 		"public_ips", cfg.PublicIPs, "public_ports", portRange(cfg.PublicPorts), "peers_per_port", cfg.PeersPerPort)

@@ -248,3 +248,36 @@ func settleResources(t testing.TB, base resources, within time.Duration) resourc
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Headers past 64 KiB are refused (431) before any handler runs.
+func TestHugeHeadersRefused(t *testing.T) {
+	cfg := testConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addrc <- a }) }()
+	defer func() {
+		cancel()
+		<-errc
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("run: %v", err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/healthz", nil)
+	req.Header.Set("X-Filler", strings.Repeat("x", 100<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("100 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+	req.Header.Del("X-Filler")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("normal request after: %v %v", resp, err)
+	}
+}
