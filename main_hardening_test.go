@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pinhole-rtc/pinhole/internal/leakcheck"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 )
 
@@ -116,7 +116,7 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 	// the state a shutdown is most likely to catch.
 	_ = v.Close()
 	time.Sleep(200 * time.Millisecond)
-	base := countResources(t)
+	base := leakcheck.Take(t)
 
 	// More ports than are leased before the stop: some POSTs are mid-setup
 	// (port leased, peer connection being built) when it comes.
@@ -210,7 +210,7 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 		c.Close()
 	}
 	hc.CloseIdleConnections()
-	after := settleResources(t, base, 30*time.Second)
+	after := leakcheck.Settle(t, base, 30*time.Second)
 	var mix []string
 	statuses.Range(func(k, v any) bool {
 		mix = append(mix, fmt.Sprintf("%v=%d", k, v.(*atomic.Int64).Load()))
@@ -218,35 +218,6 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 	})
 	t.Logf("shutdown while creating over HTTP: answers %v; stopped in %s; baseline %s, after %s",
 		mix, stopped.Round(time.Millisecond), base, after)
-}
-
-type resources struct{ goroutines, fds int }
-
-func (r resources) String() string { return fmt.Sprintf("%d goroutines, %d fds", r.goroutines, r.fds) }
-
-func countResources(t testing.TB) resources {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resources{runtime.NumGoroutine(), len(fds)}
-}
-
-func settleResources(t testing.TB, base resources, within time.Duration) resources {
-	t.Helper()
-	end := time.Now().Add(within)
-	for {
-		now := countResources(t)
-		if now.goroutines <= base.goroutines && now.fds <= base.fds {
-			return now
-		}
-		if time.Now().After(end) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("not back to baseline: now %s, baseline %s\n%s", now, base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // Headers past 64 KiB are refused (431) before any handler runs.

@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +20,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/pinhole-rtc/pinhole/internal/leakcheck"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 	"github.com/pinhole-rtc/pinhole/store"
@@ -32,39 +31,6 @@ import (
 // one adds HTTP, the store and the recorder on the same paths, at a count
 // that keeps make test reasonable under -race.
 var httpSoakSessions = flag.Int("soak.http", 400, "sessions TestHTTPSoak creates and ends")
-
-type fdGoroutines struct{ goroutines, fds int }
-
-func (r fdGoroutines) String() string {
-	return fmt.Sprintf("%d goroutines, %d fds", r.goroutines, r.fds)
-}
-
-func countFDGoroutines(t testing.TB) fdGoroutines {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fdGoroutines{runtime.NumGoroutine(), len(fds)}
-}
-
-// settleTo polls until goroutines and fds are back to base or fails with
-// the goroutine dump.
-func settleTo(t testing.TB, base fdGoroutines, within time.Duration) fdGoroutines {
-	t.Helper()
-	end := time.Now().Add(within)
-	for {
-		now := countFDGoroutines(t)
-		if now.goroutines <= base.goroutines && now.fds <= base.fds {
-			return now
-		}
-		if time.Now().After(end) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("not back to baseline: now %s, baseline %s\n%s", now, base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // soakEnv is a server with fast endings: setup timeout 4 s, a vanished
 // client failed about 2 s after its last packet.
@@ -219,7 +185,7 @@ func TestHTTPSoak(t *testing.T) {
 	_ = c.Close()
 	time.Sleep(500 * time.Millisecond)
 	s.hc.CloseIdleConnections()
-	base := countFDGoroutines(t)
+	base := leakcheck.Take(t)
 
 	kinds := []struct {
 		name string
@@ -386,7 +352,7 @@ func TestHTTPSoak(t *testing.T) {
 		t.Fatalf("ports after soak: %s", body)
 	}
 	s.hc.CloseIdleConnections()
-	after := settleTo(t, base, 30*time.Second)
+	after := leakcheck.Settle(t, base, 30*time.Second)
 	t.Logf("http soak: %d sessions created in %s (%.1f sessions/s), all ended after %s; %d workers, %d ports",
 		done.Load(), created.Round(time.Millisecond), float64(done.Load())/created.Seconds(), elapsed.Round(time.Millisecond), workers, len(e.ports))
 	t.Logf("http soak: baseline %s; after %s", base, after)

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/pinhole-rtc/pinhole/internal/leakcheck"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 )
@@ -101,39 +100,6 @@ func (w *closedWatch) check(tb testing.TB, ids []string) {
 		if n := w.closes[id]; n != 1 {
 			tb.Errorf("session %s reported closed %d times, want once", id, n)
 		}
-	}
-}
-
-// resources are what a leak shows in.
-type resources struct{ goroutines, fds int }
-
-func (r resources) String() string { return fmt.Sprintf("%d goroutines, %d fds", r.goroutines, r.fds) }
-
-func countResources(tb testing.TB) resources {
-	tb.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		tb.Fatalf("counting fds: %v", err)
-	}
-	return resources{goroutines: runtime.NumGoroutine(), fds: len(fds)}
-}
-
-// settle polls until goroutines and fds are back to base (Pion's goroutines
-// end asynchronously after Close), or fails with the goroutine dump.
-func settle(tb testing.TB, base resources, deadline time.Duration) resources {
-	tb.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		now := countResources(tb)
-		if now.goroutines <= base.goroutines && now.fds <= base.fds {
-			return now
-		}
-		if time.Now().After(end) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			tb.Fatalf("resources did not return to baseline: now %s, baseline %s\n%s", now, base, buf)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -417,7 +383,7 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("warm-up: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	base := countResources(t)
+	base := leakcheck.Take(t)
 
 	kinds := []struct {
 		name string
@@ -479,7 +445,7 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("port %d still leased by %v", st.LocalPort, st.Holders)
 		}
 	}
-	after := settle(t, base, 30*time.Second)
+	after := leakcheck.Settle(t, base, 30*time.Second)
 	s.mu.Lock()
 	ids := s.ids
 	s.mu.Unlock()
@@ -501,7 +467,7 @@ func TestShutdownWhileCreating(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode")
 	}
-	base := countResources(t)
+	base := leakcheck.Take(t)
 	ports := freePorts(t, 8)
 	cfg := media.Config{Ports: ports, PublicIPs: []string{"127.0.0.1"}}
 	soakConfig(&cfg)
@@ -606,7 +572,7 @@ func TestShutdownWhileCreating(t *testing.T) {
 	s.mu.Lock()
 	watch.check(t, s.ids)
 	s.mu.Unlock()
-	after := settle(t, base, 30*time.Second)
+	after := leakcheck.Settle(t, base, 30*time.Second)
 	t.Logf("shutdown while creating: %d sessions created before ErrClosed; baseline %s, after %s", created.Load(), base, after)
 }
 
@@ -617,7 +583,7 @@ func TestPublisherLeavesMidStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode")
 	}
-	base := countResources(t)
+	base := leakcheck.Take(t)
 	cfg := media.Config{Ports: freePorts(t, 4), PublicIPs: []string{"127.0.0.1"}}
 	soakConfig(&cfg)
 	watch := newClosedWatch()
@@ -712,6 +678,6 @@ func TestPublisherLeavesMidStream(t *testing.T) {
 	s.mu.Lock()
 	watch.check(t, s.ids)
 	s.mu.Unlock()
-	after := settle(t, base, 30*time.Second)
+	after := leakcheck.Settle(t, base, 30*time.Second)
 	t.Logf("publishers leaving mid-stream: baseline %s, after %s", base, after)
 }
