@@ -511,6 +511,9 @@ func TestShutdownWhileCreating(t *testing.T) {
 				switch {
 				case err == nil:
 					created.Add(1)
+					s.mu.Lock()
+					s.ids = append(s.ids, req.ID)
+					s.mu.Unlock()
 					// Every session ends soon so the pool keeps churning:
 					// hung up by the client, timed out, or deleted.
 					switch i % 4 {
