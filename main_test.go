@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 )
 
 func env(kv ...string) func(string) string {
@@ -122,37 +124,6 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	for _, f := range flagSpecs {
 		if !strings.Contains(out.String(), "--"+f.name) || !strings.Contains(out.String(), envName(f.name)) {
 			t.Errorf("--help lacks %s / %s", f.name, envName(f.name))
-		}
-	}
-}
-
-// freeUDPPorts returns n consecutive UDP ports bindable now, in 18000-18999:
-// below Linux's ephemeral range, where client sockets would race for them,
-// and apart from the handlers tests' 15000-17999 and media's 20000 and up.
-func freeUDPPorts(t *testing.T, n int) []int {
-	t.Helper()
-	for base := 18000 + int(time.Now().UnixNano()%900); ; base += n + 3 {
-		if base+n > 19000 {
-			base = 18000
-		}
-		var conns []net.PacketConn
-		for p := base; p < base+n; p++ {
-			c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				break
-			}
-			conns = append(conns, c)
-		}
-		ok := len(conns) == n
-		for _, c := range conns {
-			c.Close()
-		}
-		if ok {
-			out := make([]int, n)
-			for i := range out {
-				out[i] = base + i
-			}
-			return out
 		}
 	}
 }
@@ -268,4 +239,10 @@ func TestReadmeFlagTable(t *testing.T) {
 			t.Errorf("README row of --%s does not show the default %q: %s", f.name, f.def, line)
 		}
 	}
+}
+
+// freeUDPPorts returns n consecutive free UDP ports in main's test range.
+func freeUDPPorts(t *testing.T, n int) []int {
+	t.Helper()
+	return testnet.FreeUDPPorts(t, n, testnet.MainLo, testnet.MainHi)
 }

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 )
 
 // wait bounds every single wait for an event (connection, first keyframe,
@@ -313,38 +314,10 @@ func freeTCPPort(tb testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// freeUDPPorts finds n consecutive UDP ports free on 127.0.0.1 now, below
-// Linux's ephemeral range (32768-60999): the Pion clients bind ephemeral
-// ports at random and would otherwise take a port of the server's range
-// before it is leased (the POST then fails to bind it).
+// freeUDPPorts finds n consecutive free UDP ports in the benchmarks' range.
 func freeUDPPorts(tb testing.TB, n int) []int {
 	tb.Helper()
-	start := 12000 + int(time.Now().UnixNano()%int64(32000-12000-n))
-	for i := 0; i < 64; i++ {
-		base := 12000 + (start-12000+i*(n+11))%(32000-12000-n)
-		ok := true
-		var conns []*net.UDPConn
-		for p := base; p < base+n; p++ {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
-			if err != nil {
-				ok = false
-				break
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		if ok {
-			ports := make([]int, n)
-			for i := range ports {
-				ports[i] = base + i
-			}
-			return ports
-		}
-	}
-	tb.Fatal("no free UDP port range")
-	return nil
+	return testnet.FreeUDPPorts(tb, n, testnet.BenchLo, testnet.BenchHi)
 }
 
 // resource is a WHIP/WHEP session created by post.

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -76,40 +75,6 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
-}
-
-// freePorts finds n consecutive UDP ports in 15000-17999 that bind on
-// 127.0.0.1 now. The range is below Linux's ephemeral ports (32768-60999),
-// which Pion clients take at random, and apart from what the other packages'
-// tests lease while running in parallel (main 18000-18999, media's soak
-// 20000-32767), so a port found free stays free until the engine binds it.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	for base := 15000 + int(time.Now().UnixNano()%2900); ; base += n + 7 {
-		if base+n > 18000 {
-			base = 15000
-		}
-		ok := true
-		var conns []net.PacketConn
-		for p := base; p < base+n; p++ {
-			c, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				ok = false
-				break
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			c.Close()
-		}
-		if ok {
-			ports := make([]int, n)
-			for i := range ports {
-				ports[i] = base + i
-			}
-			return ports
-		}
-	}
 }
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
@@ -500,4 +465,10 @@ func TestICEServerLink(t *testing.T) {
 			t.Errorf("%q: link %s, want %s", tc.in, srv.LinkValue(), tc.link)
 		}
 	}
+}
+
+// freePorts finds n consecutive free UDP ports in the handlers tests' range.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	return testnet.FreeUDPPorts(t, n, testnet.HandlersLo, testnet.HandlersHi)
 }

@@ -16,42 +16,13 @@ import (
 	"github.com/pion/transport/v4/test"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 )
 
 // wait is the generous deadline every event in these tests is waited for.
 const wait = 20 * time.Second
-
-// freePorts finds n consecutive UDP ports that are free now, below Linux's
-// ephemeral range (32768-60999), where Pion clients' own sockets land.
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
-	for base := 22000 + int(time.Now().UnixNano()%9000); base+n < 32768; base += n + 7 {
-		ok := true
-		var conns []*net.UDPConn
-		for p := base; p < base+n; p++ {
-			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: p})
-			if err != nil {
-				ok = false
-				break
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		if ok {
-			ports := make([]int, n)
-			for i := range ports {
-				ports[i] = base + i
-			}
-			return ports
-		}
-	}
-	tb.Fatal("no free UDP port range")
-	return nil
-}
 
 // recorder keeps the engine's events for assertions.
 type recorder struct {
@@ -306,10 +277,12 @@ func TestViewerBeforePublisherAndReconnect(t *testing.T) {
 	}
 	p1, p1ID, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
 	waitMedia(t, v, 20, 20)
-	_ = p1.Close()
+	// The server ends the session first: closing the client first would
+	// end it too (DTLS close_notify), racing this call.
 	if err := f.e.CloseSession(p1ID, "gone"); err != nil {
 		t.Fatal(err)
 	}
+	_ = p1.Close()
 	before := v.Stats()
 	f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8", Audio: true})
 	waitMedia(t, v, int(before.VideoFrames)+20, int(before.AudioPackets)+20)
@@ -637,4 +610,10 @@ func TestIdlePublisherAndCloseRoom(t *testing.T) {
 	if free, total := f.e.Capacity(); free != total {
 		t.Fatalf("free %d of %d", free, total)
 	}
+}
+
+// freePorts finds n consecutive free UDP ports in the media tests' range.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	return testnet.FreeUDPPorts(tb, n, testnet.MediaLo, testnet.MediaHi)
 }
