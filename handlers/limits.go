@@ -346,13 +346,13 @@ func (g *guard) checkRoom(r *http.Request, room string) error {
 	if g.lim.MaxSessionsPerRoom <= 0 {
 		return nil
 	}
-	live, err := g.s.store.ListSessions(ctx, store.SessionFilter{Room: room})
+	live, err := g.s.store.CountSessions(ctx, store.SessionFilter{Room: room})
 	if err != nil {
 		return err
 	}
-	if len(live) >= g.lim.MaxSessionsPerRoom {
+	if live >= g.lim.MaxSessionsPerRoom {
 		return limitError(http.StatusConflict, "max-sessions-per-room", g.lim.MaxSessionsPerRoom,
-			"room %q has %d live sessions", room, len(live)).WithHeader("Retry-After", "5")
+			"room %q has %d live sessions", room, live).WithHeader("Retry-After", "5")
 	}
 	return nil
 }

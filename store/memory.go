@@ -280,6 +280,23 @@ func (m *Memory) ListSessions(ctx context.Context, f SessionFilter) ([]Session, 
 	return out, nil
 }
 
+// CountSessions counts the matching sessions without copying them.
+func (m *Memory) CountSessions(ctx context.Context, f SessionFilter) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruneLocked(m.now())
+	n := 0
+	for _, s := range m.sessions {
+		if matches(s, f) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // matches applies a SessionFilter: zero fields match all; closed sessions
 // only when asked for.
 func matches(s Session, f SessionFilter) bool {

@@ -167,6 +167,9 @@ type Store interface {
 	UpdateSession(ctx context.Context, id string, fn func(*Session) error) (Session, error)
 	// ListSessions returns the matching sessions, oldest first.
 	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error)
+	// CountSessions returns how many sessions ListSessions would return,
+	// without copying them: limits check it on every session creation.
+	CountSessions(ctx context.Context, f SessionFilter) (int, error)
 	// DeleteSession forgets the session entirely; ErrNotFound if absent.
 	DeleteSession(ctx context.Context, id string) error
 }

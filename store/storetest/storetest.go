@@ -527,6 +527,13 @@ func testSessionFilters(t *testing.T, s store.Store) {
 		if got := ids(list); got != tc.want {
 			t.Errorf("ListSessions(%+v) = %s, want %s", tc.f, got, tc.want)
 		}
+		n, err := s.CountSessions(ctx(t), tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != len(list) {
+			t.Errorf("CountSessions(%+v) = %d, ListSessions has %d", tc.f, n, len(list))
+		}
 	}
 }
 
