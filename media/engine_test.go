@@ -617,3 +617,34 @@ func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
 	return testnet.FreeUDPPorts(tb, n, testnet.MediaLo, testnet.MediaHi)
 }
+
+// A joining viewer makes pinhole ask the publisher for a keyframe; a
+// viewer's own PLIs are forwarded, coalesced so a storm of them does not
+// become a storm of keyframe requests.
+func TestKeyframeRequests(t *testing.T) {
+	f := newEngine(t, 2, nil)
+	p, _, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8"})
+	if err := p.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{Video: true})
+	if err := p.WaitKeyFrameRequests(ctxT(t), 1); err != nil {
+		t.Fatalf("no keyframe request when a viewer joined: %v", err)
+	}
+	waitMedia(t, v, 5, 0)
+	before := p.Stats().PLIs + p.Stats().FIRs
+	const storm = 50
+	for i := 0; i < storm; i++ {
+		if err := v.RequestKeyFrame(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.WaitKeyFrameRequests(ctxT(t), before+1); err != nil {
+		t.Fatalf("viewer PLI not forwarded: %v", err)
+	}
+	time.Sleep(time.Second) // let a deferred, coalesced request go out
+	st := p.Stats()
+	if got := st.PLIs + st.FIRs - before; got >= storm/2 {
+		t.Fatalf("%d viewer PLIs became %d requests to the publisher: not coalesced", storm, got)
+	}
+}
