@@ -24,17 +24,12 @@ ns="pinhole-diag-$$"
 tmp=$(mktemp -d)
 pids=()
 ns_made=""
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 cleanup() {
 	status=$?
-	for pid in "${pids[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${pids[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	stop "${pids[@]}"
 	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
 	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
 		echo "--- last lines of pinhole.log ---"
@@ -46,26 +41,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! ip netns add "$ns" 2>"$tmp/netns.err"; then
-	echo "SKIP: diagnostics browser test: this machine refuses network namespaces ($(tr -d '\n' <"$tmp/netns.err")); it needs root or CAP_NET_ADMIN"
-	exit 0
-fi
+make_netns "$ns" "diagnostics browser test" "$tmp/netns.err"
 ns_made=1
-ip -n "$ns" link set lo up
-
-if [[ ! -x /usr/bin/chromium ]]; then
-	if [[ $(id -u) -eq 0 ]]; then
-		echo "installing Debian chromium (apt-get install -y chromium)"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >"$tmp/apt.log" 2>&1 ||
-			{ tail -n 20 "$tmp/apt.log"; echo "FAIL: cannot install chromium"; exit 1; }
-	else
-		echo "FAIL: /usr/bin/chromium missing; install it: apt-get install -y chromium"
-		exit 1
-	fi
-fi
-if [[ ! -d "$here/node_modules/playwright-core" ]]; then
-	(cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-fi
+ensure_browser "$tmp/apt.log"
 
 echo "building pinhole and turnd"
 (cd "$root" && go build -o "$tmp/pinhole" . && go build -o "$tmp/turnd" ./web/test/turnd)

@@ -25,22 +25,12 @@ pid=""
 bad_pid=""
 ns_made=""
 
-# stop ends one process we started, by PID: TERM, up to 5 s, then KILL.
-stop() {
-	local p=$1
-	[[ -n "$p" ]] || return 0
-	if kill -0 "$p" 2>/dev/null; then
-		kill "$p" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	fi
-	wait "$p" 2>/dev/null || true
-}
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 cleanup() {
 	status=$?
-	stop "$pid"
-	stop "$bad_pid"
+	stop "$pid" "$bad_pid"
 	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
 	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
 		echo "--- last lines of pinhole.log ---"
@@ -53,38 +43,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Namespaces first: without them the test cannot keep Chromium on loopback.
-if ! ip netns add "$ns" 2>"$tmp/netns.err"; then
-	echo "SKIP: web browser test: this machine refuses network namespaces ($(tr -d '\n' <"$tmp/netns.err")); it needs root or CAP_NET_ADMIN"
-	exit 0
-fi
+make_netns "$ns" "web browser test" "$tmp/netns.err"
 ns_made=1
-ip -n "$ns" link set lo up
-
-if [[ ! -x /usr/bin/chromium ]]; then
-	if [[ $(id -u) -eq 0 ]]; then
-		echo "installing Debian chromium (apt-get install -y chromium)"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >"$tmp/apt.log" 2>&1 ||
-			{ apt-get update >>"$tmp/apt.log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >>"$tmp/apt.log" 2>&1; } ||
-			{ tail -n 20 "$tmp/apt.log"; echo "FAIL: cannot install chromium"; exit 1; }
-	else
-		echo "FAIL: /usr/bin/chromium missing; install it: apt-get install -y chromium"
-		exit 1
-	fi
-fi
-
-# Chinese labels need a CJK font to render (else screenshots show boxes).
-if ! fc-list :lang=zh 2>/dev/null | grep -q . && [[ $(id -u) -eq 0 ]]; then
-	echo "installing a CJK font (apt-get install -y fonts-wqy-microhei)"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y fonts-wqy-microhei >>"$tmp/apt.log" 2>&1 ||
-		echo "warning: no CJK font; Chinese screenshots will show boxes"
-fi
-
-# playwright-core pinned by package-lock.json; no browser download (Debian's chromium is used).
-want=$(node -p "require('$here/package-lock.json').packages['node_modules/playwright-core'].version")
-have=$(node -p "require('$here/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
-if [[ "$want" != "$have" ]]; then
-	(cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-fi
+ensure_browser "$tmp/apt.log"
 
 echo "building pinhole"
 (cd "$root" && go build -o "$tmp/pinhole" .)
