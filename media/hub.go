@@ -189,11 +189,19 @@ func (h *hub) addPublisher(p *publisher) {
 }
 
 // addTrack attaches a newly arrived publisher track to its followers.
-func (h *hub) addTrack(p *publisher, f *forwarder) {
+//
+// A publisher forwards one track of each kind: a second one (a simulcast
+// layer, a second camera) is refused, and the caller only drains it.
+// Viewers have one sink per kind, so two forwarders would interleave two
+// streams into one.
+func (h *hub) addTrack(p *publisher, f *forwarder) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p.tracks == nil {
 		p.tracks = map[webrtc.RTPCodecType]*forwarder{}
+	}
+	if p.tracks[f.kind] != nil {
+		return false
 	}
 	p.tracks[f.kind] = f
 	if f.kind == webrtc.RTPCodecTypeVideo {
@@ -207,6 +215,7 @@ func (h *hub) addTrack(p *publisher, f *forwarder) {
 	if f.kind == webrtc.RTPCodecTypeVideo && len(f.sinkList()) > 0 {
 		p.requestKeyframe()
 	}
+	return true
 }
 
 // removePublisher detaches p's followers; those following "the newest" move

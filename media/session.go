@@ -274,8 +274,10 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 			return
 		default:
 		}
-		s.hub.addTrack(s.pub, f)
-		f.run(s)
+		if !s.hub.addTrack(s.pub, f) {
+			s.emitTimeline("track-ignored", fmt.Sprintf("a second %s track (%s) is not forwarded", f.kind, f.codec.MimeType))
+		}
+		f.run(s) // an ignored track has no sinks: run only drains it
 	}()
 }
 
