@@ -109,9 +109,19 @@ func ctxT(tb testing.TB) context.Context {
 	return ctx
 }
 
+// publish connects a new publisher streaming the clip into room.
 func (f *fixture) publish(tb testing.TB, room string, opts mediatest.PublisherOptions) (*mediatest.Publisher, string, *media.Answer) {
 	tb.Helper()
 	p := mediatest.NewPublisher(tb, opts)
+	id, ans := f.negotiate(tb, room, p)
+	p.Start()
+	return p, id, ans
+}
+
+// negotiate publishes p's offer into room and applies the answer, without
+// starting p's media.
+func (f *fixture) negotiate(tb testing.TB, room string, p *mediatest.Publisher) (string, *media.Answer) {
+	tb.Helper()
 	offer, err := p.Offer(ctxT(tb))
 	if err != nil {
 		tb.Fatal(err)
@@ -124,8 +134,7 @@ func (f *fixture) publish(tb testing.TB, room string, opts mediatest.PublisherOp
 	if err := p.SetAnswer(ans.SDP); err != nil {
 		tb.Fatalf("SetAnswer: %v", err)
 	}
-	p.Start()
-	return p, id, ans
+	return id, ans
 }
 
 func (f *fixture) watch(tb testing.TB, room, publisher string, opts mediatest.ViewerOptions) (*mediatest.Viewer, string, *media.Answer) {
@@ -577,18 +586,7 @@ func TestPeersPerPort(t *testing.T) {
 func TestIdlePublisherAndCloseRoom(t *testing.T) {
 	f := newEngine(t, 3, func(c *media.Config) { c.IdleTimeout = time.Second })
 	p := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
-	offer, err := p.Offer(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idle := newID()
-	ans, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: idle, Room: "quiet", Offer: offer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.SetAnswer(ans.SDP); err != nil {
-		t.Fatal(err)
-	}
+	idle, _ := f.negotiate(t, "quiet", p)
 	// Connected but never started: no RTP.
 	if err := p.WaitConnected(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -663,18 +661,7 @@ func TestSecondVideoTrackIgnored(t *testing.T) {
 	if _, err := p.PeerConnection().AddTrack(extra); err != nil {
 		t.Fatal(err)
 	}
-	offer, err := p.Offer(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := newID()
-	ans, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: id, Room: "r", Offer: offer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.SetAnswer(ans.SDP); err != nil {
-		t.Fatal(err)
-	}
+	id, _ := f.negotiate(t, "r", p)
 	p.Start()
 	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{Video: true})
 	waitMedia(t, v, 5, 0) // the clip's track arrives first: it is the one forwarded
