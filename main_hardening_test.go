@@ -187,15 +187,7 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	stopAt := time.Now()
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	stopRun(t, cancel, errc)
 	stopped := time.Since(stopAt)
 	wg.Wait()
 	if b := bad.Load(); b != nil {

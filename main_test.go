@@ -187,15 +187,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if resp.StatusCode != 201 {
 		t.Fatalf("WHIP: %d", resp.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	stopRun(t, cancel, errc)
 	for _, p := range cfg.UDPPorts {
 		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
@@ -245,4 +237,19 @@ func TestReadmeFlagTable(t *testing.T) {
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
 	return testnet.FreeUDPPorts(t, n, testnet.MainLo, testnet.MainHi)
+}
+
+// stopRun cancels a run started by a test and waits for it to return
+// without error.
+func stopRun(t *testing.T, cancel context.CancelFunc, errc <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
 }

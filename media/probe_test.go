@@ -15,16 +15,11 @@ import (
 
 const testRealm = "pinhole.test"
 
-// startTURN runs a real pion/turn server on loopback UDP with the given
-// users (name -> password); it also answers STUN binding requests. quota,
-// when false, refuses every allocation with 486.
-func startTURN(t *testing.T, users map[string]string, quota bool) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := turn.NewServer(turn.ServerConfig{
+// turnConfig is the pion/turn server configuration the probe tests share:
+// the test realm, the given users (name -> password) and a relay on
+// loopback. quota, when false, refuses every allocation with 486.
+func turnConfig(users map[string]string, quota bool) turn.ServerConfig {
+	return turn.ServerConfig{
 		Realm:         testRealm,
 		LoggerFactory: quietLoggers(),
 		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
@@ -35,18 +30,34 @@ func startTURN(t *testing.T, users map[string]string, quota bool) string {
 			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), true
 		},
 		QuotaHandler: func(string, string, net.Addr) bool { return quota },
-		PacketConnConfigs: []turn.PacketConnConfig{{
-			PacketConn: pc,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.ParseIP("127.0.0.1"),
-				Address:      "127.0.0.1",
-			},
-		}},
-	})
+	}
+}
+
+func loopbackRelay() *turn.RelayAddressGeneratorStatic {
+	return &turn.RelayAddressGeneratorStatic{RelayAddress: net.ParseIP("127.0.0.1"), Address: "127.0.0.1"}
+}
+
+// serveTURN starts a server from cfg and closes it at the end of the test.
+func serveTURN(t *testing.T, cfg turn.ServerConfig) {
+	t.Helper()
+	srv, err := turn.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
+}
+
+// startTURN runs a real pion/turn server on loopback UDP; it also answers
+// STUN binding requests.
+func startTURN(t *testing.T, users map[string]string, quota bool) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := turnConfig(users, quota)
+	cfg.PacketConnConfigs = []turn.PacketConnConfig{{PacketConn: pc, RelayAddressGenerator: loopbackRelay()}}
+	serveTURN(t, cfg)
 	return pc.LocalAddr().String()
 }
 
@@ -58,28 +69,9 @@ func startTURNTCP(t *testing.T, users map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := turn.NewServer(turn.ServerConfig{
-		Realm:         testRealm,
-		LoggerFactory: quietLoggers(),
-		AuthHandler: func(ra *turn.RequestAttributes) (string, []byte, bool) {
-			pw, ok := users[ra.Username]
-			if !ok {
-				return "", nil, false
-			}
-			return ra.Username, turn.GenerateAuthKey(ra.Username, ra.Realm, pw), true
-		},
-		ListenerConfigs: []turn.ListenerConfig{{
-			Listener: ln,
-			RelayAddressGenerator: &turn.RelayAddressGeneratorStatic{
-				RelayAddress: net.ParseIP("127.0.0.1"),
-				Address:      "127.0.0.1",
-			},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	cfg := turnConfig(users, true)
+	cfg.ListenerConfigs = []turn.ListenerConfig{{Listener: ln, RelayAddressGenerator: loopbackRelay()}}
+	serveTURN(t, cfg)
 	return ln.Addr().String()
 }
 

@@ -13,6 +13,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ALLOWED_LATIN, CHROMIUM, check, chromiumArgs, log, reporter } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.PINHOLE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
@@ -24,35 +25,16 @@ const TURN_PASS = process.env.PINHOLE_TURN_PASS || 'secret';
 const ADMIN = process.env.PINHOLE_ADMIN_TOKEN || '';
 const adminHeaders = ADMIN ? { Authorization: `Bearer ${ADMIN}` } : {};
 const ART = process.env.PINHOLE_ARTIFACTS || path.join(here, 'artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Generous: "Run all" takes STUN 5 s + TURN 8 s at most, the connection test
 // up to 23 s and the self-test up to 15 s, on a loaded 2-core machine.
 const RUN_ALL_MS = 120_000;
 const WAIT = 30_000;
 const ROOM = 'diag-test';
 const CHECKS = ['signaling', 'room', 'stun', 'turn', 'server', 'conn', 'self'];
-const ALLOWED_LATIN = new Set(['pinhole', 'WHIP', 'WHEP', 'UDP', 'HTTPS', 'localhost']);
 
 mkdirSync(ART, { recursive: true });
-const results = [];
+const { step, finish } = reporter('diagnostics: ', 'diagnostics: ');
 const consoleErrors = [];
-
-const log = (...a) => console.log(...a);
-function check(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    log(`ok - diagnostics: ${name} (${Date.now() - t0} ms)`);
-  } catch (err) {
-    results.push({ name, ok: false, err });
-    log(`not ok - diagnostics: ${name} (${Date.now() - t0} ms)\n  ${String(err && err.stack ? err.stack : err).split('\n').slice(0, 6).join('\n  ')}`);
-  }
-}
 
 function watch(page, label) {
   page.on('console', (m) => {
@@ -102,14 +84,9 @@ async function main() {
     locale: 'en-US',
     viewport: { width: 1280, height: 900 },
     permissions: ['clipboard-read', 'clipboard-write'],
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required',
-      // The namespace has only lo: without this Chromium gathers no
-      // candidate at all (it skips loopback interfaces).
-      '--allow-loopback-in-peer-connection',
-    ],
+    // The namespace has only lo: without --allow-loopback-in-peer-connection
+    // Chromium gathers no candidate at all (it skips loopback interfaces).
+    args: chromiumArgs('--allow-loopback-in-peer-connection'),
   });
   context.setDefaultTimeout(WAIT);
   try {
@@ -225,12 +202,10 @@ async function run(context) {
   await fetch(`${BASE}/api/v1/rooms/${ROOM}`, { method: 'DELETE', headers: adminHeaders });
 }
 
+let setupErr;
 try {
   await main();
 } catch (err) {
-  results.push({ name: 'setup', ok: false, err });
-  log(`not ok - diagnostics: setup: ${err && err.stack ? err.stack : err}`);
+  setupErr = err;
 }
-const failed = results.filter((r) => !r.ok).length;
-log(`diagnostics: ${results.length - failed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish(setupErr);

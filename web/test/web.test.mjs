@@ -12,11 +12,11 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ALLOWED_LATIN, CHROMIUM, check, chromiumArgs, log, reporter } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BASE = (process.env.PINHOLE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
 const ART = process.env.PINHOLE_ARTIFACTS || path.join(here, 'artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // A pinhole whose announced address cannot be reached (run.sh): connection failure.
 const UNREACHABLE = (process.env.PINHOLE_UNREACHABLE_URL || '').replace(/\/$/, '');
 // pinhole's --admin-token (run.sh sets one): creating and deleting rooms need it.
@@ -26,33 +26,11 @@ const ROOM = 'web-test';
 const TMP_ROOM = 'web-test-tmp';
 const FULL_ROOM = 'web-test-full'; // the pool-full step: its 503s are expected
 
-// Latin words allowed on a Chinese page outside data: protocol and product names.
-const ALLOWED_LATIN = new Set(['pinhole', 'WHIP', 'WHEP', 'UDP', 'HTTPS', 'localhost']);
 
 mkdirSync(ART, { recursive: true });
-const results = [];
+const { step, finish } = reporter();
 const consoleErrors = [];
 const figures = {};
-
-function log(...a) {
-  console.log(...a);
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    log(`ok - ${name} (${Date.now() - t0} ms)`);
-  } catch (err) {
-    results.push({ name, ok: false, err });
-    log(`not ok - ${name} (${Date.now() - t0} ms)\n  ${String(err && err.stack ? err.stack : err).split('\n').slice(0, 6).join('\n  ')}`);
-  }
-}
-
-function check(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
 async function waitReady() {
   const deadline = Date.now() + WAIT;
@@ -168,12 +146,7 @@ async function withBrowser(uiFlag, fn) {
     headless: true,
     locale: 'en-US',
     viewport: { width: 1280, height: 900 },
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', uiFlag,
-      '--autoplay-policy=no-user-gesture-required',
-    ],
+    args: chromiumArgs('--use-fake-device-for-media-stream', uiFlag),
   });
   context.setDefaultTimeout(WAIT);
   try {
@@ -432,15 +405,13 @@ async function run(context) {
 
 }
 
+let setupErr;
 try {
   await main();
 } catch (err) {
-  results.push({ name: 'setup', ok: false, err });
-  log(`not ok - setup: ${err && err.stack ? err.stack : err}`);
+  setupErr = err;
 }
-const failed = results.filter((r) => !r.ok).length;
 if (figures.publishToFirstFrameMs !== undefined) {
   log(`# measured: publish click -> first frame decoded in viewer = ${figures.publishToFirstFrameMs} ms`);
 }
-log(`${results.length - failed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish(setupErr);
