@@ -14,7 +14,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
-	"github.com/pion/transport/v4/stdnet"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // retryAfterHint is what a full pool suggests in Retry-After: long enough for

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
-	"github.com/pion/transport/v4/test"
+	"github.com/pion/transport/v5/test"
 	"github.com/pion/turn/v5"
 )
 
@@ -230,10 +230,10 @@ func TestProbeTURN(t *testing.T) {
 	}{
 		{"good credentials", TURNProbe{URL: "turn:" + srv + "?transport=udp", Username: "alice", Credential: "secret"}, ProbeOK, 0, true},
 		{"tcp transport", TURNProbe{URL: "turn:" + overTCP + "?transport=tcp", Username: "alice", Credential: "secret"}, ProbeOK, 0, true},
-		{"tcp transport, wrong password", TURNProbe{URL: "turn:" + overTCP + "?transport=tcp", Username: "alice", Credential: "nope"}, ProbeAuthRefused, 400, false},
+		{"tcp transport, wrong password", TURNProbe{URL: "turn:" + overTCP + "?transport=tcp", Username: "alice", Credential: "nope"}, ProbeAuthRefused, 401, false},
 		{"tcp transport, closed port", TURNProbe{URL: "turn:" + closedUDPPort(t) + "?transport=tcp", Username: "alice", Credential: "secret"}, ProbeUnreachable, 0, false},
-		{"wrong password", TURNProbe{URL: "turn:" + srv, Username: "alice", Credential: "wrong"}, ProbeAuthRefused, 400, false},
-		{"unknown user", TURNProbe{URL: "turn:" + srv, Username: "mallory", Credential: "secret"}, ProbeAuthRefused, 400, false},
+		{"wrong password", TURNProbe{URL: "turn:" + srv, Username: "alice", Credential: "wrong"}, ProbeAuthRefused, 401, false},
+		{"unknown user", TURNProbe{URL: "turn:" + srv, Username: "mallory", Credential: "secret"}, ProbeAuthRefused, 401, false},
 		{"coturn-style 401 on the retry", TURNProbe{URL: "turn:" + coturnLike, Username: "alice", Credential: "wrong"}, ProbeAuthRefused, 401, false},
 		{"quota", TURNProbe{URL: "turn:" + full, Username: "alice", Credential: "secret"}, ProbeQuota, 486, false},
 		{"closed port", TURNProbe{URL: "turn:" + closedUDPPort(t), Username: "alice", Credential: "secret", Timeout: 1500 * time.Millisecond}, ProbeTimeout, 0, false},
