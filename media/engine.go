@@ -2,76 +2,62 @@ package media
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
 	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/transport/v5/stdnet"
+	"github.com/pion/webrtc/v4"
 )
 
-// Config configures the Engine. main fills it from flags.
-type Config struct {
-	// Ports is the local UDP port range, one entry per port.
-	Ports []int
-	// PublicPorts, when set, has the same length as Ports: local Ports[i] is
-	// reachable as PublicPorts[i] through the router or tunnel.
-	PublicPorts []int
-	// PublicIPs replace the host candidates' addresses in answers. Empty:
-	// advertise this host's interface addresses.
-	PublicIPs []string
-	// BindIP is the local address the leased sockets bind to ("" = all).
-	BindIP string
-	// PeersPerPort is how many sessions may share one leased port.
-	PeersPerPort int
-	// SetupTimeout closes a session that is not connected in time.
-	SetupTimeout time.Duration
-	// ICEDisconnectedTimeout, ICEFailedTimeout and ICEKeepalive tune how fast a
-	// vanished client is detected (zero: Pion defaults).
-	ICEDisconnectedTimeout, ICEFailedTimeout, ICEKeepalive time.Duration
-	// IdleTimeout closes a connected publisher that sends no RTP for this long.
-	IdleTimeout time.Duration
-	// Logger receives structured logs; nil means slog.Default().
-	Logger *slog.Logger
-}
+// gatherTimeout bounds ICE gathering for an answer. With a UDP mux and only
+// host candidates gathering is immediate; the bound only guards against a
+// wedged agent holding a request (and its lease) forever.
+const gatherTimeout = 5 * time.Second
 
-// SessionRequest asks the engine for a new peer connection.
-type SessionRequest struct {
-	ID    string // unguessable session id chosen by the caller
-	Room  string
-	Role  Role
-	Offer string // SDP offer
-	// PublisherID makes a viewer follow one publisher; "" follows the newest.
-	PublisherID string
-}
+// counterInterval is how often live sessions report their media totals.
+const counterInterval = time.Second
 
-// Answer is the engine's reply to an offer.
-type Answer struct {
-	SDP        string   // complete answer, all candidates included
-	LocalPort  int      // leased local UDP port
-	PublicAddr string   // ip:port advertised for the lease
-	Codecs     []string // negotiated mime types
-}
-
-// PortHolder is one session holding a port.
-type PortHolder struct {
-	SessionID string    `json:"session_id"`
-	Room      string    `json:"room"`
-	Role      Role      `json:"role"`
-	Since     time.Time `json:"since"`
-}
-
-// PortStatus describes one port of the range.
-type PortStatus struct {
-	LocalPort   int          `json:"local_port"`
-	PublicPort  int          `json:"public_port"`
-	PublicAddrs []string     `json:"public_addrs"`
-	Leased      bool         `json:"leased"`
-	Holders     []PortHolder `json:"holders"`
-	PacketsIn   uint64       `json:"packets_in"`
-	BytesIn     uint64       `json:"bytes_in"`
-	LastPacket  time.Time    `json:"last_packet,omitempty"`
-}
-
-// Engine is the media plane. Construct with NewEngine, stop with Close.
+// Engine is the media plane: the port pool, one session per peer
+// connection, the room hubs. Construct with NewEngine, stop with Close.
 type Engine struct {
-	*engine
+	cfg     Config
+	log     *slog.Logger
+	onEvent func(Event)
+	pool    *portPool
+
+	// Built once at start: the codecs, the interceptor factories (each peer
+	// connection builds its own interceptor instances from them) and the
+	// DTLS certificate, so an answer does no key generation. Publishers and
+	// viewers get different interceptors: see newMediaEngine.
+	mediaEngine  *webrtc.MediaEngine
+	pubRegistry  *interceptor.Registry
+	viewRegistry *interceptor.Registry
+	cert         webrtc.Certificate
+	loggers      *slogLoggerFactory
+	ifaces       *stdnet.Net
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	hubs     map[string]*hub
+	closed   bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // NewEngine builds the media engine: the shared media engine, the port pool
@@ -79,7 +65,155 @@ type Engine struct {
 // hubs. onEvent may be nil; it is called from Pion goroutines and must not
 // block for long.
 func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
-	return newEngine(cfg, onEvent)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PeersPerPort < 1 {
+		cfg.PeersPerPort = 1
+	}
+	if onEvent == nil {
+		onEvent = func(Event) {}
+	}
+	loggers := &slogLoggerFactory{log: cfg.Logger.With("component", "pion")}
+	// The interface list is read once here and shared (read-only) by every
+	// lease's mux and every ICE agent: enumerating interfaces over netlink
+	// took a quarter of the CPU time of an answer, twice per session.
+	// Addresses are rewritten to PublicIPs anyway; an interface that appears
+	// later needs a restart to be announced.
+	ifaces, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("listing network interfaces: %w", err)
+	}
+	pool, err := newPortPool(portPoolConfig{
+		Ports: cfg.Ports, PublicPorts: cfg.PublicPorts, PublicIPs: cfg.PublicIPs,
+		BindIP: cfg.BindIP, PeersPerPort: cfg.PeersPerPort, Logger: cfg.Logger, LoggerFactory: loggers,
+		Net: ifaces,
+	})
+	if err != nil {
+		return nil, err
+	}
+	me, pubReg, viewReg, err := newMediaEngine()
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := webrtc.GenerateCertificate(key)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
+		mediaEngine: me, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
+		sessions: map[string]*session{}, hubs: map[string]*hub{},
+		ctx: ctx, cancel: cancel,
+	}
+	e.wg.Add(1)
+	go e.tick()
+	return e, nil
+}
+
+// newMediaEngine registers the forwarded codecs and the feedback pinhole
+// uses: NACK (retransmissions both ways), PLI, transport-cc from publishers
+// (so browsers' bandwidth estimation ramps up), RTCP reports.
+//
+// Publishers get the NACK generator (pinhole asks them for what it lost),
+// transport-cc feedback and reports. Viewers get reports only: pinhole
+// answers their NACKs itself from each publisher track's shared history
+// (history.go) instead of Pion's responder, which keeps a copy of every
+// packet per viewer.
+func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Registry, err error) {
+	me = &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, nil, nil, err
+	}
+	pubReg = &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(me, pubReg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := webrtc.ConfigureRTCPReports(pubReg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(me, pubReg); err != nil {
+		return nil, nil, nil, err
+	}
+	viewReg = &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(viewReg); err != nil {
+		return nil, nil, nil, err
+	}
+	// Make sure the factories used are the ones expected (keeps the import
+	// list honest when Pion changes what Configure* registers).
+	var _ interceptor.Factory = (*nack.GeneratorInterceptorFactory)(nil)
+	var _ interceptor.Factory = (*report.SenderInterceptorFactory)(nil)
+	var _ interceptor.Factory = (*twcc.SenderInterceptorFactory)(nil)
+	return me, pubReg, viewReg, nil
+}
+
+// settingEngine builds the per-lease Pion settings: the lease's mux, UDP4,
+// no mDNS, host candidates rewritten to the public IPs.
+func (e *Engine) settingEngine(l *portLease) (*webrtc.SettingEngine, error) {
+	se := &webrtc.SettingEngine{LoggerFactory: e.loggers}
+	se.SetNet(e.ifaces)
+	se.SetICEUDPMux(l.Mux)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if e.cfg.ICEDisconnectedTimeout > 0 || e.cfg.ICEFailedTimeout > 0 || e.cfg.ICEKeepalive > 0 {
+		d, f, k := e.cfg.ICEDisconnectedTimeout, e.cfg.ICEFailedTimeout, e.cfg.ICEKeepalive
+		if d == 0 {
+			d = 5 * time.Second
+		}
+		if f == 0 {
+			f = 25 * time.Second
+		}
+		if k == 0 {
+			k = 2 * time.Second
+		}
+		se.SetICETimeouts(d, f, k)
+	}
+	if len(e.cfg.PublicIPs) > 0 {
+		// Every local address is replaced by the public one(s); loopback is
+		// included so a box whose only address is 127.0.0.1 (a namespace,
+		// a tunnel endpoint) still yields a candidate to rewrite.
+		se.SetIncludeLoopbackCandidate(true)
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        e.cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		}); err != nil {
+			return nil, err
+		}
+	} else if bindIsLoopback(e.cfg.BindIP) || !hasNonLoopbackIPv4() {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	return se, nil
+}
+
+func bindIsLoopback(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
+}
+
+func hasNonLoopbackIPv4() bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) emit(ev Event) {
+	if ev.At.IsZero() {
+		ev.At = time.Now()
+	}
+	e.onEvent(ev)
 }
 
 // Publish answers a WHIP offer: leases a port, creates the peer connection
@@ -96,32 +230,220 @@ func (e *Engine) Watch(ctx context.Context, req SessionRequest) (*Answer, error)
 	return e.open(ctx, req)
 }
 
-// Trickle adds the remote candidates of a trickle-ice-sdpfrag (RFC 8840).
-func (e *Engine) Trickle(id, fragment string) error { return e.trickle(id, fragment) }
-
-// Restart performs an ICE restart with the fragment's new credentials and
-// returns the answer fragment (new ufrag/pwd and all local candidates).
-func (e *Engine) Restart(id, fragment string) (string, error) { return e.restart(id, fragment) }
-
-// CloseSession ends a session and frees its lease; ErrSessionNotFound if it
-// is not live. Safe to call concurrently and repeatedly.
-func (e *Engine) CloseSession(id, reason string) error { return e.closeSession(id, reason) }
-
-// CloseRoom ends every session of a room and returns how many were ended.
-func (e *Engine) CloseRoom(room, reason string) int { return e.closeRoom(room, reason) }
-
 // Ports returns the state of every port of the range.
 func (e *Engine) Ports() []PortStatus { return e.pool.Status() }
 
 // Capacity returns how many more sessions can be leased now, and the total.
 func (e *Engine) Capacity() (free, total int) { return e.pool.Capacity() }
 
+// open creates a session for req: lease, peer connection, answer.
+func (e *Engine) open(ctx context.Context, req SessionRequest) (*Answer, error) {
+	if req.ID == "" || req.Room == "" {
+		return nil, errors.New("session id and room are required")
+	}
+	if _, err := inspectOffer(req.Offer, req.Role); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if _, dup := e.sessions[req.ID]; dup {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("session %s exists", req.ID)
+	}
+	s := newSession(e, req)
+	e.sessions[req.ID] = s
+	h := e.hubs[req.Room]
+	if h == nil {
+		h = newHub(req.Room)
+		e.hubs[req.Room] = h
+	}
+	s.hub = h
+	e.mu.Unlock()
+
+	ans, err := s.start(ctx)
+	if err != nil {
+		if cerr := s.close("setup failed: " + err.Error()); cerr != nil {
+			e.log.Warn("tearing down a failed setup", "session", s.id, "err", cerr)
+		}
+		return nil, err
+	}
+	return ans, nil
+}
+
+func (e *Engine) get(id string) (*session, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.sessions[id]
+	if s == nil {
+		return nil, ErrSessionNotFound
+	}
+	return s, nil
+}
+
+// forget drops a closed session and, when its room has no member left, the
+// room's hub.
+func (e *Engine) forget(s *session) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sessions[s.id] == s {
+		delete(e.sessions, s.id)
+	}
+	if h := e.hubs[s.room]; h == s.hub && h.empty() {
+		delete(e.hubs, s.room)
+	}
+}
+
+// Trickle adds the remote candidates of a trickle-ice-sdpfrag (RFC 8840).
+func (e *Engine) Trickle(id, fragment string) error {
+	s, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	return s.trickle(fragment)
+}
+
+// Restart performs an ICE restart with the fragment's new credentials and
+// returns the answer fragment (new ufrag/pwd and all local candidates).
+func (e *Engine) Restart(id, fragment string) (string, error) {
+	s, err := e.get(id)
+	if err != nil {
+		return "", err
+	}
+	return s.restart(fragment)
+}
+
+// ICEUfrags returns the ufrags of the session's current ICE credentials:
+// local (pinhole's, in the answer) and remote (the client's, from its offer
+// or its last ICE restart). An ICE restart changes both. The session URL's
+// ETag is derived from the local one (RFC 9725 section 4.3.1: the ETag
+// identifies the ICE session), so nothing beside the peer connection keeps
+// them.
+func (e *Engine) ICEUfrags(id string) (local, remote string, err error) {
+	s, err := e.get(id)
+	if err != nil {
+		return "", "", err
+	}
+	local, remote = s.iceUfrags()
+	return local, remote, nil
+}
+
+// CloseSession ends a session and frees its lease; ErrSessionNotFound if it
+// is not live. Safe to call concurrently and repeatedly.
+func (e *Engine) CloseSession(id, reason string) error {
+	s, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	return s.close(reason)
+}
+
+// CloseRoom ends every session of a room and returns how many were ended.
+func (e *Engine) CloseRoom(room, reason string) int {
+	e.mu.Lock()
+	var victims []*session
+	for _, s := range e.sessions {
+		if s.room == room {
+			victims = append(victims, s)
+		}
+	}
+	e.mu.Unlock()
+	if err := closeAll(victims, reason); err != nil {
+		e.log.Warn("closing room", "room", room, "err", err)
+	}
+	return len(victims)
+}
+
+// closeAll closes sessions in parallel (each waits for its readers) and
+// returns their teardown errors, joined.
+func closeAll(ss []*session, reason string) error {
+	errs := make([]error, len(ss))
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.close(reason); err != nil {
+				errs[i] = fmt.Errorf("session %s: %w", s.id, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // Publishers returns the live publisher session ids of a room, newest first.
-func (e *Engine) Publishers(room string) []string { return e.publishers(room) }
+func (e *Engine) Publishers(room string) []string {
+	e.mu.Lock()
+	h := e.hubs[room]
+	e.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	return h.publisherIDs()
+}
 
 // Live reports whether a session is live on this engine.
-func (e *Engine) Live(id string) bool { return e.live(id) }
+func (e *Engine) Live(id string) bool {
+	_, err := e.get(id)
+	return err == nil
+}
 
 // Close ends every session, frees every lease and waits for the engine's
-// goroutines. Idempotent.
-func (e *Engine) Close() error { return e.close() }
+// goroutines; it returns the sessions' teardown errors, joined. Children go
+// before the parent: sessions first, then the engine's own context and
+// ticker. Idempotent: later calls return nil.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	var all []*session
+	for _, s := range e.sessions {
+		all = append(all, s)
+	}
+	e.mu.Unlock()
+	e.pool.close()
+	err := closeAll(all, "server shutting down")
+	e.cancel()
+	e.wg.Wait()
+	return err
+}
+
+// tick reports counters and closes idle publishers, for every session from
+// one goroutine rather than a timer each.
+func (e *Engine) tick() {
+	defer e.wg.Done()
+	t := time.NewTicker(counterInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case now := <-t.C:
+			e.mu.Lock()
+			live := make([]*session, 0, len(e.sessions))
+			for _, s := range e.sessions {
+				live = append(live, s)
+			}
+			e.mu.Unlock()
+			for _, s := range live {
+				s.reportCounters()
+				if s.idle(now, e.cfg.IdleTimeout) {
+					go s.close(fmt.Sprintf("idle publisher: no RTP for %s", e.cfg.IdleTimeout))
+				}
+			}
+		}
+	}
+}
+
+func publicAddr(ips []string, port int) string {
+	if len(ips) == 0 {
+		return ""
+	}
+	return net.JoinHostPort(ips[0], strconv.Itoa(port))
+}

@@ -22,8 +22,8 @@ import (
 // a person waiting on a page.
 const retryAfterHint = 5 * time.Second
 
-// PoolConfig is the part of Config the pool needs.
-type PoolConfig struct {
+// portPoolConfig is the part of Config the pool needs.
+type portPoolConfig struct {
 	Ports        []int
 	PublicPorts  []int
 	PublicIPs    []string
@@ -37,12 +37,12 @@ type PoolConfig struct {
 	Net *stdnet.Net
 }
 
-// Pool owns the configured UDP port range and hands out leases. A lease binds
+// portPool owns the configured UDP port range and hands out leases. A lease binds
 // one UDP socket on its port wrapped in a counting conn and Pion's ICE UDP
 // mux; with PeersPerPort > 1 the socket is shared by several leases and
 // closed with the last one.
-type Pool struct {
-	cfg   PoolConfig
+type portPool struct {
+	cfg   portPoolConfig
 	log   *slog.Logger
 	mu    sync.Mutex
 	slots []*slot
@@ -65,9 +65,9 @@ type slot struct {
 	lastPacket         time.Time
 }
 
-// Lease is one session's hold on a port. Close releases it exactly once.
-type Lease struct {
-	pool      *Pool
+// portLease is one session's hold on a port. Close releases it exactly once.
+type portLease struct {
+	pool      *portPool
 	slot      *slot
 	sessionID string
 	once      sync.Once
@@ -79,9 +79,9 @@ type Lease struct {
 	conn                  *countingConn
 }
 
-// NewPool checks the configuration and that every port can be bound now, so
+// newPortPool checks the configuration and that every port can be bound now, so
 // a port in use fails at start rather than on the first session.
-func NewPool(cfg PoolConfig) (*Pool, error) {
+func newPortPool(cfg portPoolConfig) (*portPool, error) {
 	if len(cfg.Ports) == 0 {
 		return nil, errors.New("no UDP ports configured")
 	}
@@ -102,7 +102,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 			return nil, fmt.Errorf("public IP %q is not an IPv4 address", ip)
 		}
 	}
-	p := &Pool{cfg: cfg, log: cfg.Logger}
+	p := &portPool{cfg: cfg, log: cfg.Logger}
 	seen := map[int]bool{}
 	for i, port := range cfg.Ports {
 		if port < 1 || port > 65535 || seen[port] {
@@ -123,7 +123,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	return p, nil
 }
 
-func (p *Pool) listen(port int) (*net.UDPConn, error) {
+func (p *portPool) listen(port int) (*net.UDPConn, error) {
 	ip := net.IPv4zero
 	if p.cfg.BindIP != "" {
 		ip = net.ParseIP(p.cfg.BindIP)
@@ -136,7 +136,7 @@ func (p *Pool) listen(port int) (*net.UDPConn, error) {
 
 // Acquire leases a port for sessionID. With every port full it returns a
 // *PoolFullError.
-func (p *Pool) Acquire(sessionID, room string, role Role, onPacket func(port int, from netip.AddrPort, first bool)) (*Lease, error) {
+func (p *portPool) Acquire(sessionID, room string, role Role, onPacket func(port int, from netip.AddrPort, first bool)) (*portLease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -191,12 +191,12 @@ func (p *Pool) Acquire(sessionID, room string, role Role, onPacket func(port int
 	if onPacket != nil {
 		s.conn.addListener(sessionID, onPacket)
 	}
-	return &Lease{pool: p, slot: s, sessionID: sessionID, Mux: s.mux, LocalPort: s.local, PublicPort: s.public, conn: s.conn}, nil
+	return &portLease{pool: p, slot: s, sessionID: sessionID, Mux: s.mux, LocalPort: s.local, PublicPort: s.public, conn: s.conn}, nil
 }
 
 // muxNet is the transport.Net the mux uses to list interface addresses
 // when bound to 0.0.0.0.
-func (p *Pool) muxNet() *stdnet.Net {
+func (p *portPool) muxNet() *stdnet.Net {
 	if p.cfg.Net != nil {
 		return p.cfg.Net
 	}
@@ -208,13 +208,13 @@ func (p *Pool) muxNet() *stdnet.Net {
 	return n
 }
 
-func (p *Pool) dispatchPacket(c *countingConn, from netip.AddrPort, first bool) {
+func (p *portPool) dispatchPacket(c *countingConn, from netip.AddrPort, first bool) {
 	for _, fn := range c.listenersSnapshot() {
 		fn(c.port, from, first)
 	}
 }
 
-func (p *Pool) fullErrorLocked() *PoolFullError {
+func (p *portPool) fullErrorLocked() *PoolFullError {
 	e := &PoolFullError{Total: len(p.slots), RetryAfter: retryAfterHint}
 	for _, s := range p.slots {
 		if len(s.holders) > 0 {
@@ -227,16 +227,16 @@ func (p *Pool) fullErrorLocked() *PoolFullError {
 
 // Close releases the lease: the session leaves the port and, when it was the
 // last one, the mux and socket are closed. Safe to call more than once.
-func (l *Lease) Close() error {
+func (l *portLease) Close() error {
 	var err error
 	l.once.Do(func() { err = l.pool.release(l) })
 	return err
 }
 
 // PacketsIn returns how many packets the lease's socket has received.
-func (l *Lease) PacketsIn() uint64 { return l.conn.packets.Load() }
+func (l *portLease) PacketsIn() uint64 { return l.conn.packets.Load() }
 
-func (p *Pool) release(l *Lease) error {
+func (p *portPool) release(l *portLease) error {
 	p.mu.Lock()
 	s := l.slot
 	delete(s.holders, l.sessionID)
@@ -258,7 +258,7 @@ func (p *Pool) release(l *Lease) error {
 }
 
 // Status lists every port of the range.
-func (p *Pool) Status() []PortStatus {
+func (p *portPool) Status() []PortStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := make([]PortStatus, 0, len(p.slots))
@@ -288,7 +288,7 @@ func (p *Pool) Status() []PortStatus {
 	return out
 }
 
-func (p *Pool) publicAddrs(port int) []string {
+func (p *portPool) publicAddrs(port int) []string {
 	out := make([]string, 0, len(p.cfg.PublicIPs))
 	for _, ip := range p.cfg.PublicIPs {
 		out = append(out, net.JoinHostPort(ip, strconv.Itoa(port)))
@@ -298,7 +298,7 @@ func (p *Pool) publicAddrs(port int) []string {
 
 // Capacity returns how many more sessions can be leased now, and the most
 // there can be.
-func (p *Pool) Capacity() (free, total int) {
+func (p *portPool) Capacity() (free, total int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	total = len(p.slots) * p.cfg.PeersPerPort
@@ -311,7 +311,7 @@ func (p *Pool) Capacity() (free, total int) {
 
 // Bindable tries to bind every free port and returns those that fail, with
 // the error; leased ports are reported fine (their socket is pinhole's).
-func (p *Pool) Bindable() map[int]error {
+func (p *portPool) Bindable() map[int]error {
 	p.mu.Lock()
 	var free []int
 	for _, s := range p.slots {
@@ -333,7 +333,7 @@ func (p *Pool) Bindable() map[int]error {
 }
 
 // close marks the pool closed; leases are released by their sessions.
-func (p *Pool) close() {
+func (p *portPool) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()

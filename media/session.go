@@ -22,10 +22,10 @@ type session struct {
 	id, room, want string
 	role           Role
 	offer          string
-	e              *engine
+	e              *Engine
 	hub            *hub
 
-	lease *Lease
+	lease *portLease
 	pc    *webrtc.PeerConnection
 	pub   *publisher
 	view  *viewer
@@ -39,9 +39,14 @@ type session struct {
 	life    sync.Mutex
 	started atomic.Bool
 
-	closeOnce sync.Once
-	done      chan struct{}  // closed when teardown starts
-	ended     chan struct{}  // closed when teardown has finished
+	// ctx is the session's life, derived from the engine's: cancelled when
+	// teardown starts (by Close, or by the engine shutting down). done is
+	// closed once teardown has finished; closeErr is what it reported.
+	ctx       context.Context
+	cancel    context.CancelFunc
+	closing   atomic.Bool
+	done      chan struct{}
+	closeErr  error
 	wg        sync.WaitGroup // goroutines reading from pc
 	setup     *time.Timer
 
@@ -55,10 +60,11 @@ type session struct {
 	created    time.Time
 }
 
-func newSession(e *engine, req SessionRequest) *session {
+func newSession(e *Engine, req SessionRequest) *session {
+	ctx, cancel := context.WithCancel(e.ctx)
 	return &session{
 		id: req.ID, room: req.Room, role: req.Role, want: req.PublisherID, offer: req.Offer,
-		e: e, done: make(chan struct{}), ended: make(chan struct{}), created: time.Now(),
+		e: e, ctx: ctx, cancel: cancel, done: make(chan struct{}), created: time.Now(),
 	}
 }
 
@@ -79,12 +85,10 @@ func (s *session) start(ctx context.Context) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case <-s.done:
+	if s.ctx.Err() != nil {
 		// Closed while being set up: the answer would describe a session
 		// that no longer exists.
 		return nil, ErrClosed
-	default:
 	}
 	s.started.Store(true)
 	return ans, nil
@@ -154,7 +158,7 @@ func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 	}
 	s.emitTimeline("answer", fmt.Sprintf("lease local UDP %d, public %s; candidates: %s",
 		lease.LocalPort, pubAddr, strings.Join(candidateLines(answer), "; ")))
-	return &Answer{SDP: answer, LocalPort: lease.LocalPort, PublicAddr: pubAddr, Codecs: answerCodecs(answer)}, nil
+	return &Answer{SDP: answer, LocalPort: lease.LocalPort, PublicAddr: pubAddr, Codecs: answerCodecs(answer), ICEUfrag: iceUfrag(answer)}, nil
 }
 
 // answer creates the answer, waits for gathering (all candidates go in the
@@ -269,10 +273,8 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 	}()
 	go func() {
 		defer s.wg.Done()
-		select {
-		case <-s.done:
+		if s.ctx.Err() != nil {
 			return
-		default:
 		}
 		if !s.hub.addTrack(s.pub, f) {
 			s.emitTimeline("track-ignored", fmt.Sprintf("a second %s track (%s) is not forwarded", f.kind, f.codec.MimeType))
@@ -421,6 +423,22 @@ func (s *session) restart(body string) (string, error) {
 	return answerFragment(ans), nil
 }
 
+// iceUfrags reads the ufrags of the current local and remote descriptions.
+func (s *session) iceUfrags() (local, remote string) {
+	s.sigMu.Lock()
+	defer s.sigMu.Unlock()
+	if s.pc == nil {
+		return "", ""
+	}
+	if d := s.pc.LocalDescription(); d != nil {
+		local = iceUfrag(d.SDP)
+	}
+	if d := s.pc.RemoteDescription(); d != nil {
+		remote = iceUfrag(d.SDP)
+	}
+	return local, remote
+}
+
 func iceUfrag(sdpText string) string {
 	for _, line := range strings.Split(sdpText, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "a=ice-ufrag:"); ok {
@@ -480,33 +498,43 @@ func (s *session) idle(now time.Time, d time.Duration) bool {
 
 // close ends the session exactly once, in reverse order of acquisition:
 // leave the room, close the peer connection, wait for its readers, free the
-// lease, then report. Callers from Pion callbacks must use a goroutine.
-func (s *session) close(reason string) {
-	s.closeOnce.Do(func() {
-		close(s.done)
-		s.life.Lock() // waits for a setup in progress
-		defer s.life.Unlock()
-		if s.setup != nil {
-			s.setup.Stop()
+// lease, then report. It returns the teardown's errors, joined; concurrent
+// and later callers wait for the first and get the same. Callers from Pion
+// callbacks must use a goroutine: Pion must not close its own peer
+// connection synchronously.
+func (s *session) close(reason string) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		<-s.done
+		return s.closeErr
+	}
+	s.cancel()
+	s.life.Lock() // waits for a setup in progress
+	defer s.life.Unlock()
+	var errs []error
+	if s.setup != nil {
+		s.setup.Stop()
+	}
+	if s.pub != nil {
+		s.hub.removePublisher(s.pub)
+	}
+	if s.view != nil {
+		s.hub.removeViewer(s.view)
+	}
+	if s.pc != nil {
+		if err := s.pc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing peer connection: %w", err))
 		}
-		if s.pub != nil {
-			s.hub.removePublisher(s.pub)
+	}
+	s.wg.Wait()
+	if s.lease != nil {
+		if err := s.lease.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("releasing UDP %d: %w", s.lease.LocalPort, err))
 		}
-		if s.view != nil {
-			s.hub.removeViewer(s.view)
-		}
-		if s.pc != nil {
-			_ = s.pc.Close()
-		}
-		s.wg.Wait()
-		if s.lease != nil {
-			_ = s.lease.Close()
-		}
-		s.e.forget(s)
-		s.event(Event{Kind: EventCounters, Counters: s.counters()})
-		s.event(Event{Kind: EventClosed, Detail: reason})
-		close(s.ended)
-	})
-	// Concurrent callers return only once the first has finished.
-	<-s.ended
+	}
+	s.e.forget(s)
+	s.event(Event{Kind: EventCounters, Counters: s.counters()})
+	s.event(Event{Kind: EventClosed, Detail: reason})
+	s.closeErr = errors.Join(errs...)
+	close(s.done)
+	return s.closeErr
 }

@@ -1,0 +1,72 @@
+package media
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures the Engine. main fills it from flags.
+type Config struct {
+	// Ports is the local UDP port range, one entry per port.
+	Ports []int
+	// PublicPorts, when set, has the same length as Ports: local Ports[i] is
+	// reachable as PublicPorts[i] through the router or tunnel.
+	PublicPorts []int
+	// PublicIPs replace the host candidates' addresses in answers. Empty:
+	// advertise this host's interface addresses.
+	PublicIPs []string
+	// BindIP is the local address the leased sockets bind to ("" = all).
+	BindIP string
+	// PeersPerPort is how many sessions may share one leased port.
+	PeersPerPort int
+	// SetupTimeout closes a session that is not connected in time.
+	SetupTimeout time.Duration
+	// ICEDisconnectedTimeout, ICEFailedTimeout and ICEKeepalive tune how fast a
+	// vanished client is detected (zero: Pion defaults).
+	ICEDisconnectedTimeout, ICEFailedTimeout, ICEKeepalive time.Duration
+	// IdleTimeout closes a connected publisher that sends no RTP for this long.
+	IdleTimeout time.Duration
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// SessionRequest asks the engine for a new peer connection.
+type SessionRequest struct {
+	ID    string // unguessable session id chosen by the caller
+	Room  string
+	Role  Role
+	Offer string // SDP offer
+	// PublisherID makes a viewer follow one publisher; "" follows the newest.
+	PublisherID string
+}
+
+// Answer is the engine's reply to an offer.
+type Answer struct {
+	SDP        string   // complete answer, all candidates included
+	LocalPort  int      // leased local UDP port
+	PublicAddr string   // ip:port advertised for the lease
+	Codecs     []string // negotiated mime types
+	// ICEUfrag is pinhole's ICE ufrag in the answer: the session URL's ETag
+	// is derived from it.
+	ICEUfrag string
+}
+
+// PortHolder is one session holding a port.
+type PortHolder struct {
+	SessionID string    `json:"session_id"`
+	Room      string    `json:"room"`
+	Role      Role      `json:"role"`
+	Since     time.Time `json:"since"`
+}
+
+// PortStatus describes one port of the range.
+type PortStatus struct {
+	LocalPort   int          `json:"local_port"`
+	PublicPort  int          `json:"public_port"`
+	PublicAddrs []string     `json:"public_addrs"`
+	Leased      bool         `json:"leased"`
+	Holders     []PortHolder `json:"holders"`
+	PacketsIn   uint64       `json:"packets_in"`
+	BytesIn     uint64       `json:"bytes_in"`
+	LastPacket  time.Time    `json:"last_packet,omitempty"`
+}
