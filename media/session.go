@@ -42,13 +42,13 @@ type session struct {
 	// ctx is the session's life, derived from the engine's: cancelled when
 	// teardown starts (by Close, or by the engine shutting down). done is
 	// closed once teardown has finished; closeErr is what it reported.
-	ctx       context.Context
-	cancel    context.CancelFunc
-	closing   atomic.Bool
-	done      chan struct{}
-	closeErr  error
-	wg        sync.WaitGroup // goroutines reading from pc
-	setup     *time.Timer
+	ctx      context.Context
+	cancel   context.CancelFunc
+	closing  atomic.Bool
+	done     chan struct{}
+	closeErr error
+	wg       sync.WaitGroup // goroutines reading from pc
+	setup    *time.Timer
 
 	connected  atomic.Bool
 	packetsIn  atomic.Uint64
