@@ -156,3 +156,15 @@ func ReadFragment(w http.ResponseWriter, r *http.Request) (string, error) {
 	}
 	return string(body), nil
 }
+
+// SDPAttr returns the value of the first line of an SDP (or SDP fragment)
+// that starts with prefix, e.g. "a=ice-ufrag:"; "" when there is none.
+func SDPAttr(sdp, prefix string) string {
+	for line := range strings.Lines(sdp) {
+		line = strings.TrimRight(line, "\r\n")
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

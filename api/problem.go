@@ -188,3 +188,12 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, e *Error) {
 	}
 	_ = json.NewEncoder(w).Encode(e.Problem(r.URL.Path))
 }
+
+// WriteJSON answers v as JSON with status. Answers are never cached: they
+// describe live sessions.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}

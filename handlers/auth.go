@@ -11,21 +11,9 @@ import (
 
 // Admin authentication. pinhole is reached through a mapped TCP port, so
 // anyone on the internet can send it requests: with --admin-token set, the
-// management API (creating and deleting rooms, ending sessions, the
-// diagnostics probes that make pinhole send packets elsewhere) needs
-// "Authorization: Bearer <admin token>". Reading (lists, the port map,
-// health) stays open for the web app, as do WHIP/WHEP, which rooms guard
-// with their own publish and view tokens (authorize in sessions.go).
-
-// adminRoutes are the management routes, as chi patterns per method.
-var adminRoutes = []struct{ method, pattern string }{
-	{http.MethodPost, "/api/v1/rooms"},                // create a room
-	{http.MethodDelete, "/api/v1/rooms/{room}"},       // delete a room, ending its sessions
-	{http.MethodDelete, "/api/v1/sessions/{id}"},      // end any session
-	{http.MethodPost, "/api/v1/diagnostics/stun"},     // STUN probe to a server of the caller's choice
-	{http.MethodPost, "/api/v1/diagnostics/turn"},     // TURN allocation probe
-	{http.MethodPost, "/api/v1/diagnostics/selftest"}, // internal client through the public address
-}
+// routes the route table marks admin need "Authorization: Bearer <admin
+// token>". WHIP/WHEP are guarded by the rooms' own publish and view tokens
+// (authorize in sessions.go).
 
 // bearerMatches reports whether r carries "Authorization: Bearer <want>".
 // Both sides are hashed first so the comparison is constant-time in the
@@ -41,9 +29,23 @@ func bearerMatches(r *http.Request, want string) (present, ok bool) {
 	return true, subtle.ConstantTimeCompare(got[:], exp[:]) == 1
 }
 
-// requireAdmin answers 401 unless r carries the admin token. The answer
-// never echoes what was sent.
-func requireAdmin(r *http.Request, token string) error {
+// requireAdmin is the middleware of the routes marked admin in the route
+// table: 401 unless the request carries the admin token (when one is
+// configured). The answer never echoes what was sent.
+func (s *Server) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token := s.cfg.AdminToken; token != "" {
+			if err := checkAdmin(r, token); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkAdmin answers 401 unless r carries the admin token.
+func checkAdmin(r *http.Request, token string) error {
 	present, ok := bearerMatches(r, token)
 	switch {
 	case !present:

@@ -1,4 +1,4 @@
-package handlers
+package handlers_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 	"github.com/pinhole-rtc/pinhole/store"
@@ -114,8 +115,8 @@ func checkCreated(t *testing.T, res *mediatest.Resource, wantLinks int) {
 // audio; each session holds one distinct port, advertised with the public
 // IP in its answer; DELETE frees the port.
 func TestE2EOnePublisherThreeViewers(t *testing.T) {
-	e := newEnv(t, withConfig(func(c *Config) {
-		c.ICEServers = []ICEServer{{URL: "stun:stun.example.org:3478"}, {URL: "turn:turn.example.org:3478?transport=udp", Username: "u", Credential: "p"}}
+	e := newEnv(t, withConfig(func(c *handlers.Config) {
+		c.ICEServers = []api.ICEServer{{URL: "stun:stun.example.org:3478"}, {URL: "turn:turn.example.org:3478?transport=udp", Username: "u", Credential: "p"}}
 	}))
 	ctx := testCtx(t)
 	pub, pubRes := e.publish(t, ctx, "studio")
@@ -416,7 +417,7 @@ func TestE2EPublicPorts(t *testing.T) {
 // TestE2EJSONSession: the JSON twin of WHEP, tokens, and trickle/restart
 // PATCH on a live session.
 func TestE2EJSONSession(t *testing.T) {
-	e := newEnv(t, withConfig(func(c *Config) { c.AutoCreateRooms = false }))
+	e := newEnv(t, withConfig(func(c *handlers.Config) { c.AutoCreateRooms = false }))
 	ctx := testCtx(t)
 	resp, body := e.do("POST", "/api/v1/rooms", `{"name":"studio","view_token":"view-token-1"}`)
 	if resp.StatusCode != 201 {
@@ -455,7 +456,7 @@ func TestE2EJSONSession(t *testing.T) {
 	auth := []string{"Authorization", "Bearer view-token-1", "Content-Type", api.SDPFragContentType}
 	// Trickle with the current tag: 204 (RFC 9725 §4.3.2).
 	ld := v.PeerConnection().LocalDescription()
-	ufrag, pwd := attrValue(ld.SDP, "a=ice-ufrag:"), attrValue(ld.SDP, "a=ice-pwd:")
+	ufrag, pwd := api.SDPAttr(ld.SDP, "a=ice-ufrag:"), api.SDPAttr(ld.SDP, "a=ice-pwd:")
 	frag := "a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:" + pwd + "\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na=end-of-candidates\r\n"
 	resp, body = e.do("PATCH", cr.ResourceURL, frag, append(auth, "If-Match", cr.ETag)...)
 	if resp.StatusCode != 204 {
@@ -471,7 +472,7 @@ func TestE2EJSONSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nu, np := attrValue(restart.SDP, "a=ice-ufrag:"), attrValue(restart.SDP, "a=ice-pwd:")
+	nu, np := api.SDPAttr(restart.SDP, "a=ice-ufrag:"), api.SDPAttr(restart.SDP, "a=ice-pwd:")
 	frag = "a=ice-ufrag:" + nu + "\r\na=ice-pwd:" + np + "\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n"
 	resp, body = e.do("PATCH", cr.ResourceURL, frag, append(auth, "If-Match", "*")...)
 	if resp.StatusCode != 200 {

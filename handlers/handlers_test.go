@@ -1,187 +1,85 @@
-package handlers
+package handlers_test
 
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/handlers"
+	"github.com/pinhole-rtc/pinhole/internal/servertest"
 	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/record"
+	"github.com/pinhole-rtc/pinhole/server"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
-// testEnv is a real server over loopback: memory store, real engine on free
-// ports, recorder, httptest.Server.
+// testEnv is a whole pinhole over loopback (internal/servertest).
 type testEnv struct {
+	*servertest.Env
 	t      testing.TB
 	srv    *httptest.Server
 	store  store.Store
 	engine *media.Engine
-	rec    *Recorder
+	rec    *record.Recorder
 	ports  []int
 }
 
-type envOption func(*envConfig)
+// envOption changes the server's configuration before it is built.
+type envOption func(testing.TB, *server.Config)
 
-type envConfig struct {
-	ports       int
-	publicPorts bool
-	mediaCfg    func(*media.Config)
-	cfg         Config
-	mount       func(chi.Router)
+func withPorts(n int) envOption {
+	return func(t testing.TB, c *server.Config) { c.Media.Ports = freePorts(t, n) }
 }
-
-func withPorts(n int) envOption            { return func(c *envConfig) { c.ports = n } }
-func withPublicPorts() envOption           { return func(c *envConfig) { c.publicPorts = true } }
-func withConfig(f func(*Config)) envOption { return func(c *envConfig) { f(&c.cfg) } }
+func withPublicPorts() envOption {
+	return func(t testing.TB, c *server.Config) { c.Media.PublicPorts = freePorts(t, len(c.Media.Ports)) }
+}
+func withConfig(f func(*handlers.Config)) envOption {
+	return func(_ testing.TB, c *server.Config) { f(&c.HTTP) }
+}
 func withMedia(f func(*media.Config)) envOption {
-	return func(c *envConfig) { c.mediaCfg = f }
-}
-func withMount(f func(chi.Router)) envOption { return func(c *envConfig) { c.mount = f } }
-
-// testLogger logs warnings and errors into the test's output. Pion
-// goroutines may still log while the engine winds down; once the test has
-// ended their lines are dropped (t.Log would panic).
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return func(_ testing.TB, c *server.Config) { f(&c.Media) }
 }
 
-type testWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
+func testLogger(t testing.TB) *slog.Logger { return servertest.Logger(t) }
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
-	ec := envConfig{ports: 5, cfg: Config{CORSOrigins: []string{"*"}, AutoCreateRooms: true}}
+	cfg := servertest.Defaults(t, 5, testnet.HandlersLo, testnet.HandlersHi)
 	for _, o := range opts {
-		o(&ec)
+		o(t, &cfg)
 	}
-	log := testLogger(t)
-	st := store.NewMemory(store.MemoryOptions{})
-	rec := NewRecorder(st, log)
-	ports := freePorts(t, ec.ports)
-	mc := media.Config{
-		Ports:                  ports,
-		PublicIPs:              []string{"127.0.0.1"},
-		BindIP:                 "127.0.0.1",
-		PeersPerPort:           1,
-		SetupTimeout:           10 * time.Second,
-		ICEDisconnectedTimeout: time.Second,
-		ICEFailedTimeout:       2 * time.Second,
-		ICEKeepalive:           200 * time.Millisecond,
-		IdleTimeout:            10 * time.Second,
-		Logger:                 log,
-	}
-	if ec.publicPorts {
-		mc.PublicPorts = freePorts(t, ec.ports)
-	}
-	if ec.mediaCfg != nil {
-		ec.mediaCfg(&mc)
-	}
-	eng, err := media.NewEngine(mc, rec.OnEvent)
-	if err != nil {
-		t.Fatalf("media.NewEngine: %v", err)
-	}
-	h := New(Deps{Store: st, Engine: eng, Recorder: rec, Config: ec.cfg, Logger: log, Mount: ec.mount})
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		if err := eng.Close(); err != nil {
-			t.Errorf("engine close: %v", err)
-		}
-		rec.Close()
-	})
-	return &testEnv{t: t, srv: srv, store: st, engine: eng, rec: rec, ports: mc.Ports}
+	e := servertest.Start(t, cfg)
+	return &testEnv{Env: e, t: t, srv: e.Srv, store: e.Store, engine: e.Engine, rec: e.Recorder, ports: e.Ports}
 }
 
-// do sends a request and returns the answer with its body read.
 func (e *testEnv) do(method, path string, body string, header ...string) (*http.Response, string) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
+	return e.Do(method, path, body, header...)
 }
 
-// problem decodes and checks an application/problem+json answer.
 func problem(t testing.TB, resp *http.Response, body string, status int) map[string]any {
 	t.Helper()
-	if resp.StatusCode != status {
-		t.Fatalf("status %d, want %d; body %s", resp.StatusCode, status, body)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != api.ProblemContentType {
-		t.Fatalf("Content-Type %q, want %s; body %s", ct, api.ProblemContentType, body)
-	}
-	var p map[string]any
-	if err := json.Unmarshal([]byte(body), &p); err != nil {
-		t.Fatalf("problem body: %v: %s", err, body)
-	}
-	if p["status"] != float64(status) || p["title"] == "" || p["type"] == "" {
-		t.Fatalf("problem members wrong: %s", body)
-	}
-	return p
+	return servertest.Problem(t, resp, body, status)
 }
 
 // fieldNamed reports whether a problem's errors name field.
-func fieldNamed(p map[string]any, field string) bool {
-	errs, _ := p["errors"].([]any)
-	for _, e := range errs {
-		if m, _ := e.(map[string]any); m["field"] == field {
-			return true
-		}
-	}
-	return false
-}
+func fieldNamed(p map[string]any, field string) bool { return servertest.FieldNamed(p, field) }
 
 const minimalOffer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 func TestProblems(t *testing.T) {
-	e := newEnv(t, withConfig(func(c *Config) { c.AutoCreateRooms = false }))
-	if _, err := e.store.CreateRoom(context.Background(), store.Room{Name: "studio", CreatedAt: time.Now()}); err != nil {
+	e := newEnv(t, withConfig(func(c *handlers.Config) { c.AutoCreateRooms = false }))
+	if _, err := e.store.CreateRoom(context.Background(), store.Room{Name: "studio", CreatedAt: time.Now()}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.CreateRoom(context.Background(), store.Room{Name: "secure", PublishToken: "pub-secret-1", ViewToken: "view-secret-1"}); err != nil {
+	if _, err := e.store.CreateRoom(context.Background(), store.Room{Name: "secure", PublishToken: "pub-secret-1", ViewToken: "view-secret-1"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	sdp := []string{"Content-Type", "application/sdp"}
@@ -247,7 +145,7 @@ func TestProblems(t *testing.T) {
 			if tc.wantHeader != "" && resp.Header.Get(tc.wantHeader) == "" {
 				t.Errorf("header %s missing", tc.wantHeader)
 			}
-			if resp.Header.Get(RequestIDHeader) == "" {
+			if resp.Header.Get(handlers.RequestIDHeader) == "" {
 				t.Error("X-Request-Id missing")
 			}
 		})
@@ -258,18 +156,14 @@ func TestProblems(t *testing.T) {
 // 415 for another body type, 428 without If-Match, 412 for a stale tag.
 func TestPatchPreconditions(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
-	id := newID()
-	if _, _, err := e.store.EnsureRoom(ctx, store.Room{Name: "studio"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.store.CreateSession(ctx, store.Session{ID: id, Room: "studio", Role: store.RolePublisher, State: store.StateNew, ETag: `"abc"`}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, res := e.publish(t, ctx, "studio")
+	id := res.URL[strings.LastIndex(res.URL, "/")+1:]
 	frag := "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n"
 	path := "/whip/studio/" + id
 
-	resp, body := e.do("PATCH", path, frag, "Content-Type", "application/sdp", "If-Match", `"abc"`)
+	resp, body := e.do("PATCH", path, frag, "Content-Type", "application/sdp", "If-Match", res.ETag)
 	problem(t, resp, body, 415)
 	if resp.Header.Get("Accept-Patch") != api.SDPFragContentType {
 		t.Errorf("415 without Accept-Patch: %v", resp.Header)
@@ -278,10 +172,10 @@ func TestPatchPreconditions(t *testing.T) {
 	problem(t, resp, body, 428)
 	resp, body = e.do("PATCH", path, frag, "Content-Type", api.SDPFragContentType, "If-Match", `"stale"`)
 	problem(t, resp, body, 412)
-	resp, body = e.do("PATCH", path, frag, "Content-Type", api.SDPFragContentType, "If-Match", `W/"abc"`)
+	resp, body = e.do("PATCH", path, frag, "Content-Type", api.SDPFragContentType, "If-Match", "W/"+res.ETag)
 	problem(t, resp, body, 412)
 	// The same id under the WHEP path or another room is not this resource.
-	resp, body = e.do("PATCH", "/whep/studio/"+id, frag, "Content-Type", api.SDPFragContentType, "If-Match", `"abc"`)
+	resp, body = e.do("PATCH", "/whep/studio/"+id, frag, "Content-Type", api.SDPFragContentType, "If-Match", res.ETag)
 	problem(t, resp, body, 404)
 	resp, body = e.do("DELETE", "/whip/other/"+id, "")
 	problem(t, resp, body, 404)
@@ -367,7 +261,7 @@ func TestCORS(t *testing.T) {
 	}
 
 	// Listed origins only.
-	e2 := newEnv(t, withConfig(func(c *Config) { c.CORSOrigins = []string{"https://ok.example"} }))
+	e2 := newEnv(t, withConfig(func(c *handlers.Config) { c.CORSOrigins = []string{"https://ok.example"} }))
 	resp, _ = e2.do("GET", "/healthz", "", "Origin", "https://ok.example")
 	if resp.Header.Get("Access-Control-Allow-Origin") != "https://ok.example" {
 		t.Errorf("listed origin not allowed: %v", resp.Header)
@@ -379,20 +273,20 @@ func TestCORS(t *testing.T) {
 }
 
 func TestRecovererAndRequestID(t *testing.T) {
-	e := newEnv(t, withMount(func(r chi.Router) {
-		r.Get("/boom", func(http.ResponseWriter, *http.Request) { panic("kaboom internal detail") })
-	}))
-	resp, body := e.do("GET", "/boom", "", RequestIDHeader, "req-42")
+	e := newEnv(t, func(_ testing.TB, c *server.Config) {
+		c.Web = http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("kaboom internal detail") })
+	})
+	resp, body := e.do("GET", "/favicon.ico", "", handlers.RequestIDHeader, "req-42")
 	p := problem(t, resp, body, 500)
 	if strings.Contains(body, "kaboom") {
 		t.Errorf("panic detail leaked: %s", body)
 	}
-	if resp.Header.Get(RequestIDHeader) != "req-42" {
-		t.Errorf("request id not echoed: %q", resp.Header.Get(RequestIDHeader))
+	if resp.Header.Get(handlers.RequestIDHeader) != "req-42" {
+		t.Errorf("request id not echoed: %q", resp.Header.Get(handlers.RequestIDHeader))
 	}
 	_ = p
-	resp, _ = e.do("GET", "/healthz", "", RequestIDHeader, "bad id with spaces")
-	if id := resp.Header.Get(RequestIDHeader); id == "" || strings.Contains(id, " ") {
+	resp, _ = e.do("GET", "/healthz", "", handlers.RequestIDHeader, "bad id with spaces")
+	if id := resp.Header.Get(handlers.RequestIDHeader); id == "" || strings.Contains(id, " ") {
 		t.Errorf("bad request id taken: %q", id)
 	}
 }
@@ -456,7 +350,7 @@ func TestICEServerLink(t *testing.T) {
 		{"turn:", "", true},
 	}
 	for _, tc := range cases {
-		srv, err := ParseICEServer(tc.in)
+		srv, err := api.ParseICEServer(tc.in)
 		if (err != nil) != tc.bad {
 			t.Errorf("%q: err %v", tc.in, err)
 			continue

@@ -1,4 +1,4 @@
-package handlers
+package handlers_test
 
 import (
 	"bytes"
@@ -7,16 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
-	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/handlers"
+	"github.com/pinhole-rtc/pinhole/internal/servertest"
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
+	"github.com/pinhole-rtc/pinhole/server"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
@@ -39,40 +39,23 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-// hardEnv is a real server (memory store, engine on loopback ports, the
-// diagnostics routes mounted as main mounts them) with cfg and its logs
+// hardEnv is a whole server (internal/servertest) with cfg and its logs
 // captured.
-func hardEnv(t *testing.T, cfg Config, mount func(chi.Router)) (*testEnv, *logBuffer) {
+func hardEnv(t *testing.T, cfg handlers.Config, opts ...func(*server.Config)) (*testEnv, *logBuffer) {
 	t.Helper()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st := store.NewMemory(store.MemoryOptions{})
-	rec := NewRecorder(st, log)
-	ports := freePorts(t, 3)
-	eng, err := media.NewEngine(media.Config{
-		Ports: ports, PublicIPs: []string{"127.0.0.1"}, BindIP: "127.0.0.1",
-		SetupTimeout: 10 * time.Second, Logger: log,
-	}, rec.OnEvent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	diag := NewDiagnostics(DiagnosticsDeps{Store: st, Engine: eng, Recorder: rec, Logger: log})
 	if cfg.CORSOrigins == nil {
 		cfg.CORSOrigins = []string{"*"}
 	}
-	srv := httptest.NewServer(New(Deps{Store: st, Engine: eng, Recorder: rec, Config: cfg, Logger: log,
-		Mount: func(r chi.Router) {
-			diag.Mount(r)
-			if mount != nil {
-				mount(r)
-			}
-		}}))
-	t.Cleanup(func() {
-		srv.Close()
-		_ = eng.Close()
-		rec.Close()
-	})
-	return &testEnv{t: t, srv: srv, store: st, engine: eng, rec: rec, ports: ports}, logs
+	sc := servertest.Defaults(t, 3, testnet.HandlersLo, testnet.HandlersHi)
+	sc.Logger, sc.HTTP = log, cfg
+	sc.Media.SetupTimeout = 10 * time.Second
+	for _, o := range opts {
+		o(&sc)
+	}
+	e := servertest.Start(t, sc)
+	return &testEnv{Env: e, t: t, srv: e.Srv, store: e.Store, engine: e.Engine, rec: e.Recorder, ports: e.Ports}, logs
 }
 
 const adminToken = "admin-0123456789-secret"
@@ -82,7 +65,7 @@ const adminToken = "admin-0123456789-secret"
 // and lets the right one through to its handler. The token never shows in
 // an answer or a log line.
 func TestAdminAuthMatrix(t *testing.T) {
-	e, logs := hardEnv(t, Config{AdminToken: adminToken, AutoCreateRooms: true}, nil)
+	e, logs := hardEnv(t, handlers.Config{AdminToken: adminToken, AutoCreateRooms: true})
 	routes := []struct {
 		method, path, body string
 		// ok is what the handler answers once authenticated (the body is
@@ -140,7 +123,7 @@ func TestAdminAuthMatrix(t *testing.T) {
 // Room tokens: a room created with publish and view tokens needs them for
 // WHIP and WHEP, and no list, room answer or log line ever shows them.
 func TestRoomTokensNeverShown(t *testing.T) {
-	e, logs := hardEnv(t, Config{AdminToken: adminToken}, nil)
+	e, logs := hardEnv(t, handlers.Config{AdminToken: adminToken})
 	const pubTok, viewTok = "publish-token-abcdef", "view-token-123456"
 	admin := []string{"Content-Type", "application/json", "Authorization", "Bearer " + adminToken}
 	resp, body := e.do("POST", "/api/v1/rooms", fmt.Sprintf(`{"name":"stage","publish_token":%q,"view_token":%q}`, pubTok, viewTok), admin...)
@@ -188,7 +171,7 @@ func TestRoomTokensNeverShown(t *testing.T) {
 func limitProblem(t *testing.T, resp *http.Response, body string, status int, flag string) {
 	t.Helper()
 	p := problem(t, resp, body, status)
-	if p["type"] != TypeLimit || p["limit"] != flag || p["max"] == nil {
+	if p["type"] != handlers.TypeLimit || p["limit"] != flag || p["max"] == nil {
 		t.Fatalf("problem %s does not name limit %s", body, flag)
 	}
 	if !strings.Contains(fmt.Sprint(p["detail"]), "--"+flag) {
@@ -211,11 +194,11 @@ func offerWith(mlines, cands int) string {
 
 // Every limit, hit once.
 func TestLimits(t *testing.T) {
-	lim := Limits{
+	lim := handlers.Limits{
 		MaxSDPBytes: 4096, MaxJSONBytes: 8192, MaxMLines: 2, MaxCandidates: 3, MaxIDLen: 12,
 		MaxUserIDLen: 8, MaxMetadataEntries: 2, MaxMetadataLen: 16, MaxRooms: 2, MaxSessionsPerRoom: 1,
 	}
-	e, _ := hardEnv(t, Config{AutoCreateRooms: true, Limits: lim}, nil)
+	e, _ := hardEnv(t, handlers.Config{AutoCreateRooms: true, Limits: lim})
 	sdp := []string{"Content-Type", "application/sdp"}
 	js := []string{"Content-Type", "application/json"}
 	frag := []string{"Content-Type", "application/trickle-ice-sdpfrag", "If-Match", `"x"`}
@@ -292,7 +275,7 @@ func TestLimits(t *testing.T) {
 // --session-rate: past the burst, session creations from one address get
 // 429 with Retry-After; other requests are not counted.
 func TestSessionRateLimit(t *testing.T) {
-	e, _ := hardEnv(t, Config{AutoCreateRooms: true, Limits: Limits{SessionRate: 0.5, SessionBurst: 2}}, nil)
+	e, _ := hardEnv(t, handlers.Config{AutoCreateRooms: true, Limits: handlers.Limits{SessionRate: 0.5, SessionBurst: 2}})
 	sdp := []string{"Content-Type", "application/sdp"}
 	for i := range 5 {
 		if resp, body := e.do("GET", "/api/v1/rooms", ""); resp.StatusCode != http.StatusOK {
@@ -317,10 +300,12 @@ func TestSessionRateLimit(t *testing.T) {
 // A handler panic becomes a 500 problem+json carrying the request id, and
 // the log line names the same id; every answer carries X-Request-Id.
 func TestPanicRecoveredWithRequestID(t *testing.T) {
-	e, logs := hardEnv(t, Config{}, func(r chi.Router) {
-		r.Get("/test/panic", func(http.ResponseWriter, *http.Request) { panic("boom in handler") })
+	// The web app's handler stands in for any handler: it is mounted
+	// inside the same middlewares.
+	e, logs := hardEnv(t, handlers.Config{}, func(c *server.Config) {
+		c.Web = http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom in handler") })
 	})
-	resp, body := e.do("GET", "/test/panic", "", "X-Request-Id", "req-4242")
+	resp, body := e.do("GET", "/favicon.ico", "", "X-Request-Id", "req-4242")
 	p := problem(t, resp, body, http.StatusInternalServerError)
 	if resp.Header.Get("X-Request-Id") != "req-4242" {
 		t.Fatalf("X-Request-Id %q, want req-4242", resp.Header.Get("X-Request-Id"))
@@ -360,7 +345,7 @@ func TestPanicRecoveredWithRequestID(t *testing.T) {
 
 // Refusals by a limit cost nothing: no lease, no session record.
 func TestLimitRefusalsLeaveNothing(t *testing.T) {
-	e, _ := hardEnv(t, Config{AutoCreateRooms: true, Limits: Limits{MaxCandidates: 1}}, nil)
+	e, _ := hardEnv(t, handlers.Config{AutoCreateRooms: true, Limits: handlers.Limits{MaxCandidates: 1}})
 	resp, body := e.do("POST", "/whip/r", offerWith(1, 2), "Content-Type", "application/sdp")
 	limitProblem(t, resp, body, http.StatusBadRequest, "max-candidates")
 	list, err := e.store.ListSessions(context.Background(), store.SessionFilter{IncludeClosed: true})

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pinhole-rtc/pinhole/api"
-	"github.com/pinhole-rtc/pinhole/store"
 )
 
 // TypeLimit is the problem type of an answer refused by a configured limit;
@@ -26,15 +25,15 @@ import (
 const TypeLimit = "urn:pinhole:problem:limit"
 
 // Limits bound what one request or one client address may ask of pinhole.
-// Each is a flag of the same name (see main.go); see withDefaults for what
+// Each is a flag of the same name (LimitSpecs); see withDefaults for what
 // zero means.
 type Limits struct {
 	// MaxSDPBytes caps SDP offers and trickle-ICE fragments
 	// (--max-sdp-bytes). A browser offer is 5-15 KiB.
-	MaxSDPBytes int64
+	MaxSDPBytes int
 	// MaxJSONBytes caps JSON bodies (--max-json-bytes); a session request
 	// carries an SDP offer, so it is the SDP cap plus room for metadata.
-	MaxJSONBytes int64
+	MaxJSONBytes int
 	// MaxMLines caps the m= sections of an offer (--max-m-lines): real
 	// clients send 2-3; each one costs a transceiver.
 	MaxMLines int
@@ -62,48 +61,60 @@ type Limits struct {
 	SessionBurst int
 }
 
-// DefaultLimits are generous for people and tight for scripts: the values
-// of the API's own caps (api.MaxSDPBody, api.MaxJSONBody, the offer checks
-// of package media), a few dozen rooms of a few dozen sessions, and a
-// session every 200 ms per address with bursts of 10 (a page opening a
-// publisher and a few viewers at once).
-func DefaultLimits() Limits {
-	return Limits{
-		MaxSDPBytes:        api.MaxSDPBody,
-		MaxJSONBytes:       api.MaxJSONBody,
-		MaxMLines:          16,
-		MaxCandidates:      64,
-		MaxIDLen:           64,
-		MaxUserIDLen:       128,
-		MaxMetadataEntries: 32,
-		MaxMetadataLen:     1024,
-		MaxRooms:           100,
-		MaxSessionsPerRoom: 100,
-		SessionRate:        5,
-		SessionBurst:       10,
-	}
+// LimitSpec is one integer limit: its flag, default, the range a flag may
+// set, and the field of Limits it fills. LimitSpecs is the one table of
+// them: main makes the flags from it, DefaultLimits and withDefaults read
+// it. Each upper bound is the cap the code below it enforces anyway (api's
+// body caps, media's offer checks, the API's field validation): a flag can
+// tighten a limit, not lift it past what the code accepts.
+type LimitSpec struct {
+	Flag        string
+	Default     int
+	Min, Max    int
+	Usage       string
+	Field       func(*Limits) *int
+	CountOrRate bool // off when zero (deployment-dependent), not defaulted
 }
 
-// withDefaults fills zero size and shape limits from DefaultLimits: those
-// only refuse what no real client sends. Zero count and rate limits
-// (MaxRooms, MaxSessionsPerRoom, SessionRate) stay off: they depend on the
-// deployment, so main sets them from flags and tests and benchmarks that
-// build a Config of their own are not throttled.
+// LimitSpecs are the integer limits. The defaults are generous for people
+// and tight for scripts: the API's own caps, a hundred rooms of a hundred
+// sessions.
+var LimitSpecs = []LimitSpec{
+	{"max-sdp-bytes", api.MaxSDPBody, 1024, api.MaxSDPBody, "largest SDP offer or trickle-ICE fragment, bytes", func(l *Limits) *int { return &l.MaxSDPBytes }, false},
+	{"max-json-bytes", api.MaxJSONBody, 1024, api.MaxJSONBody, "largest JSON body, bytes", func(l *Limits) *int { return &l.MaxJSONBytes }, false},
+	{"max-m-lines", 16, 1, 16, "most m= sections in an offer", func(l *Limits) *int { return &l.MaxMLines }, false},
+	{"max-candidates", 64, 1, 64, "most a=candidate lines in an offer or a trickle-ICE fragment", func(l *Limits) *int { return &l.MaxCandidates }, false},
+	{"max-id-len", 64, 8, 64, "longest room name or publisher id", func(l *Limits) *int { return &l.MaxIDLen }, false},
+	{"max-user-id-len", 128, 1, 128, "longest user_id", func(l *Limits) *int { return &l.MaxUserIDLen }, false},
+	{"max-metadata-entries", 32, 1, 32, "most metadata entries of a room or session", func(l *Limits) *int { return &l.MaxMetadataEntries }, false},
+	{"max-metadata-len", 1024, 1, 1024, "longest metadata value, bytes", func(l *Limits) *int { return &l.MaxMetadataLen }, false},
+	{"max-rooms", 100, 1, 1_000_000, "most rooms, counting those WHIP/WHEP create on the fly", func(l *Limits) *int { return &l.MaxRooms }, true},
+	{"max-sessions-per-room", 100, 1, 1_000_000, "most live sessions in one room", func(l *Limits) *int { return &l.MaxSessionsPerRoom }, true},
+	{"session-burst", 10, 1, 10000, "sessions one client address may create at once before --session-rate applies", func(l *Limits) *int { return &l.SessionBurst }, true},
+}
+
+// DefaultSessionRate is a session every 200 ms per address, with the burst
+// of 10 above: a page opening a publisher and a few viewers at once.
+const DefaultSessionRate = 5
+
+// DefaultLimits are the defaults of LimitSpecs and DefaultSessionRate.
+func DefaultLimits() Limits {
+	l := Limits{SessionRate: DefaultSessionRate}
+	for _, sp := range LimitSpecs {
+		*sp.Field(&l) = sp.Default
+	}
+	return l
+}
+
+// withDefaults fills zero size and shape limits from LimitSpecs: those only
+// refuse what no real client sends. Zero count and rate limits (MaxRooms,
+// MaxSessionsPerRoom, SessionRate) stay off: they depend on the deployment,
+// so main sets them from flags and tests and benchmarks that build a
+// Config of their own are not throttled.
 func (l Limits) withDefaults() Limits {
-	d := DefaultLimits()
-	if l.MaxSDPBytes <= 0 {
-		l.MaxSDPBytes = d.MaxSDPBytes
-	}
-	if l.MaxJSONBytes <= 0 {
-		l.MaxJSONBytes = d.MaxJSONBytes
-	}
-	for _, f := range []struct{ v, def *int }{
-		{&l.MaxMLines, &d.MaxMLines}, {&l.MaxCandidates, &d.MaxCandidates}, {&l.MaxIDLen, &d.MaxIDLen},
-		{&l.MaxUserIDLen, &d.MaxUserIDLen}, {&l.MaxMetadataEntries, &d.MaxMetadataEntries},
-		{&l.MaxMetadataLen, &d.MaxMetadataLen},
-	} {
-		if *f.v <= 0 {
-			*f.v = *f.def
+	for _, sp := range LimitSpecs {
+		if f := sp.Field(&l); *f <= 0 && !sp.CountOrRate {
+			*f = sp.Default
 		}
 	}
 	if l.SessionRate > 0 && l.SessionBurst <= 0 {
@@ -123,250 +134,175 @@ func limitError(status int, flag string, max any, format string, args ...any) *a
 	}
 }
 
-// routeKind says what a request is to the guard.
-type routeKind int
-
-const (
-	kindOther      routeKind = iota
-	kindCreateSDP            // WHIP/WHEP POST: SDP offer, a new session
-	kindCreateJSON           // POST /api/v1/rooms/{room}/sessions
-	kindPatch                // trickle-ICE fragment
-	kindRoomCreate           // POST /api/v1/rooms (also admin)
-)
-
-// guard is the hardening in front of every handler: admin authentication,
-// the per-address session rate, and the limits on bodies, offers, ids,
-// metadata, rooms and sessions per room. It runs before the handlers so
-// that a refused request costs no lease, no Pion object and no store write.
-type guard struct {
-	s        *Server
-	token    string
-	lim      Limits
-	admin    *chi.Mux // matches adminRoutes
-	kinds    *chi.Mux // matches the routes with limits, pattern -> kind
-	patterns map[string]routeKind
-	rates    *rateLimiter
-}
-
-func newGuard(s *Server) *guard {
-	g := &guard{
-		s: s, token: s.cfg.AdminToken, lim: s.cfg.Limits.withDefaults(),
-		admin: chi.NewRouter(), kinds: chi.NewRouter(), patterns: map[string]routeKind{},
-	}
-	noop := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	for _, rt := range adminRoutes {
-		g.admin.Method(rt.method, rt.pattern, noop)
-	}
-	for _, rt := range []struct {
-		method, pattern string
-		kind            routeKind
-	}{
-		{http.MethodPost, "/whip/{room}", kindCreateSDP},
-		{http.MethodPost, "/whep/{room}", kindCreateSDP},
-		{http.MethodPost, "/api/v1/rooms/{room}/sessions", kindCreateJSON},
-		{http.MethodPatch, "/whip/{room}/{id}", kindPatch},
-		{http.MethodPatch, "/whep/{room}/{id}", kindPatch},
-		{http.MethodPost, "/api/v1/rooms", kindRoomCreate},
-	} {
-		g.kinds.Method(rt.method, rt.pattern, noop)
-		g.patterns[rt.method+" "+rt.pattern] = rt.kind
-	}
-	if g.lim.SessionRate > 0 {
-		g.rates = newRateLimiter(rate.Limit(g.lim.SessionRate), g.lim.SessionBurst)
-	}
-	return g
-}
-
-// routePath is the path chi routes on (Mux.routeHTTP): the raw path when
-// the URL has one, so the guard and the router always agree on the route.
-func routePath(r *http.Request) string {
-	if r.URL.RawPath != "" {
-		return r.URL.RawPath
-	}
-	if r.URL.Path == "" {
-		return "/"
-	}
-	return r.URL.Path
-}
-
-func (g *guard) middleware(next http.Handler) http.Handler {
+// capBody bounds every body, whatever the route: a client must not make
+// the server read forever. SDP-typed bodies get the SDP cap.
+func (s *Server) capBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := g.check(w, r); err != nil {
-			g.s.writeError(w, r, err)
+		bodyCap, _ := s.bodyCap(r)
+		if err := s.checkLength(r); err != nil {
+			s.writeError(w, r, err)
 			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, bodyCap)
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// check refuses r, or lets it through with its body read and bounded.
-func (g *guard) check(w http.ResponseWriter, r *http.Request) error {
-	path := routePath(r)
-	if g.token != "" && g.admin.Match(chi.NewRouteContext(), r.Method, path) {
-		if err := requireAdmin(r, g.token); err != nil {
-			return err
-		}
-	}
-	rctx := chi.NewRouteContext()
-	pattern := g.kinds.Find(rctx, r.Method, path)
-	kind := kindOther
-	if pattern != "" {
-		kind = g.patterns[r.Method+" "+pattern]
-	}
-	room := rctx.URLParam("room")
-
-	// Every body is bounded, whatever the route: a client must not make
-	// the server read forever. SDP-typed bodies get the SDP cap.
-	bodyCap, bodyFlag := g.lim.MaxJSONBytes, "max-json-bytes"
+// bodyCap is the largest body r may carry, and the flag that sets it.
+func (s *Server) bodyCap(r *http.Request) (int64, string) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == api.SDPContentType || mt == api.SDPFragContentType {
-		bodyCap, bodyFlag = g.lim.MaxSDPBytes, "max-sdp-bytes"
+		return int64(s.lim.MaxSDPBytes), "max-sdp-bytes"
 	}
-	if r.ContentLength > bodyCap {
-		return limitError(http.StatusRequestEntityTooLarge, bodyFlag, bodyCap, "the body is %d bytes", r.ContentLength)
-	}
+	return int64(s.lim.MaxJSONBytes), "max-json-bytes"
+}
 
-	if kind == kindCreateSDP || kind == kindCreateJSON {
-		// The rate comes before reading the body: it is the cheapest
-		// refusal and the one that protects the rest.
-		if g.rates != nil {
-			if err := g.rates.allow(clientAddr(r)); err != nil {
-				return err
+func (s *Server) checkLength(r *http.Request) error {
+	bodyCap, flag := s.bodyCap(r)
+	if r.ContentLength > bodyCap {
+		return limitError(http.StatusRequestEntityTooLarge, flag, bodyCap, "the body is %d bytes", r.ContentLength)
+	}
+	return nil
+}
+
+// limited wraps a check that reads the (capped) body before the handler
+// does, and puts it back for the handler; a refused request costs no lease,
+// no Pion object and no store write.
+func (s *Server) limited(check func(r *http.Request, body []byte) error) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			bodyCap, flag := s.bodyCap(r)
+			body, err := readCapped(r, bodyCap)
+			if err != nil {
+				if errors.Is(err, errTooLarge) {
+					err = limitError(http.StatusRequestEntityTooLarge, flag, bodyCap, "the body exceeds %d bytes", bodyCap)
+				} else {
+					err = api.Errorf(http.StatusBadRequest, "reading the body: %v", err)
+				}
+				s.writeError(w, r, err)
+				return
+			}
+			if err := check(r, body); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// limitSessionRate is the per-address session rate (--session-rate). It
+// comes before reading the body: it is the cheapest refusal and the one
+// that protects the rest.
+func (s *Server) limitSessionRate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.rates != nil {
+			if err := s.rates.allow(clientAddr(r)); err != nil {
+				s.writeError(w, r, err)
+				return
 			}
 		}
-	}
-	if kind == kindOther {
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(w, r.Body, bodyCap)
-		}
-		return nil
-	}
+		next.ServeHTTP(w, r)
+	})
+}
 
-	body, err := readCapped(r, bodyCap)
-	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			return limitError(http.StatusRequestEntityTooLarge, bodyFlag, bodyCap, "the body exceeds %d bytes", bodyCap)
-		}
-		return api.Errorf(http.StatusBadRequest, "reading the body: %v", err)
-	}
-	switch kind {
-	case kindCreateSDP:
-		if err := g.checkOffer(string(body), "body"); err != nil {
+// limitOffer checks a WHIP/WHEP offer's shape and its room name's length.
+func (s *Server) limitOffer(next http.Handler) http.Handler {
+	return s.limited(func(r *http.Request, body []byte) error {
+		if err := s.checkOffer(string(body), "body"); err != nil {
 			return err
 		}
-		return g.checkRoom(r, room)
-	case kindCreateJSON:
+		return s.checkRoomName(chi.URLParam(r, "room"))
+	})(next)
+}
+
+// limitSessionJSON checks a JSON session request's offer, identity and
+// room name. Malformed JSON is the handler's to refuse, with its own
+// field-naming errors.
+func (s *Server) limitSessionJSON(next http.Handler) http.Handler {
+	return s.limited(func(r *http.Request, body []byte) error {
 		var peek struct {
 			SDP         string            `json:"sdp"`
 			UserID      string            `json:"user_id"`
 			PublisherID string            `json:"publisher_id"`
 			Metadata    map[string]string `json:"metadata"`
 		}
-		// Loose decode: malformed JSON is the handler's to refuse, with
-		// its own field-naming errors.
 		if json.Unmarshal(body, &peek) == nil {
-			if err := g.checkOffer(peek.SDP, "sdp"); err != nil {
+			if err := s.checkOffer(peek.SDP, "sdp"); err != nil {
 				return err
 			}
-			if err := g.checkIdentity(peek.UserID, peek.PublisherID, peek.Metadata); err != nil {
+			if err := s.checkIdentity(peek.UserID, peek.PublisherID, peek.Metadata); err != nil {
 				return err
 			}
 		}
-		return g.checkRoom(r, room)
-	case kindPatch:
-		if n := countLines(string(body), "a=candidate:"); n > g.lim.MaxCandidates {
-			return limitError(http.StatusBadRequest, "max-candidates", g.lim.MaxCandidates, "the fragment has %d candidates", n)
+		return s.checkRoomName(chi.URLParam(r, "room"))
+	})(next)
+}
+
+// limitFragment caps a trickle-ICE fragment's candidates.
+func (s *Server) limitFragment(next http.Handler) http.Handler {
+	return s.limited(func(r *http.Request, body []byte) error {
+		if n := countLines(string(body), "a=candidate:"); n > s.lim.MaxCandidates {
+			return limitError(http.StatusBadRequest, "max-candidates", s.lim.MaxCandidates, "the fragment has %d candidates", n)
 		}
-	case kindRoomCreate:
+		return nil
+	})(next)
+}
+
+// limitRoomCreate checks a room's name length and metadata; the room count
+// is the store's to enforce.
+func (s *Server) limitRoomCreate(next http.Handler) http.Handler {
+	return s.limited(func(r *http.Request, body []byte) error {
 		var peek struct {
 			Name     string            `json:"name"`
 			Metadata map[string]string `json:"metadata"`
 		}
 		if json.Unmarshal(body, &peek) == nil {
-			if len(peek.Name) > g.lim.MaxIDLen {
-				return limitError(http.StatusBadRequest, "max-id-len", g.lim.MaxIDLen, "name is %d characters", len(peek.Name))
+			if len(peek.Name) > s.lim.MaxIDLen {
+				return limitError(http.StatusBadRequest, "max-id-len", s.lim.MaxIDLen, "name is %d characters", len(peek.Name))
 			}
-			if err := g.checkIdentity("", "", peek.Metadata); err != nil {
-				return err
-			}
-			if err := g.checkRoomCount(r); err != nil {
-				return err
-			}
+			return s.checkIdentity("", "", peek.Metadata)
 		}
-	}
-	return nil
+		return nil
+	})(next)
 }
 
 // checkOffer counts an offer's m-lines and candidates. The counts are of
 // lines, as any SDP parser would split them; package media checks the
 // parsed offer again with its own (higher or equal) caps.
-func (g *guard) checkOffer(sdp, field string) error {
-	if n := countLines(sdp, "m="); n > g.lim.MaxMLines {
-		return limitError(http.StatusBadRequest, "max-m-lines", g.lim.MaxMLines, "%s: the offer has %d m-lines", field, n)
+func (s *Server) checkOffer(sdp, field string) error {
+	if n := countLines(sdp, "m="); n > s.lim.MaxMLines {
+		return limitError(http.StatusBadRequest, "max-m-lines", s.lim.MaxMLines, "%s: the offer has %d m-lines", field, n)
 	}
-	if n := countLines(sdp, "a=candidate:"); n > g.lim.MaxCandidates {
-		return limitError(http.StatusBadRequest, "max-candidates", g.lim.MaxCandidates, "%s: the offer has %d candidates", field, n)
+	if n := countLines(sdp, "a=candidate:"); n > s.lim.MaxCandidates {
+		return limitError(http.StatusBadRequest, "max-candidates", s.lim.MaxCandidates, "%s: the offer has %d candidates", field, n)
 	}
 	return nil
 }
 
-func (g *guard) checkIdentity(userID, publisherID string, meta map[string]string) error {
-	if len(userID) > g.lim.MaxUserIDLen {
-		return limitError(http.StatusBadRequest, "max-user-id-len", g.lim.MaxUserIDLen, "user_id is %d characters", len(userID))
+func (s *Server) checkIdentity(userID, publisherID string, meta map[string]string) error {
+	if len(userID) > s.lim.MaxUserIDLen {
+		return limitError(http.StatusBadRequest, "max-user-id-len", s.lim.MaxUserIDLen, "user_id is %d characters", len(userID))
 	}
-	if len(publisherID) > g.lim.MaxIDLen {
-		return limitError(http.StatusBadRequest, "max-id-len", g.lim.MaxIDLen, "publisher_id is %d characters", len(publisherID))
+	if len(publisherID) > s.lim.MaxIDLen {
+		return limitError(http.StatusBadRequest, "max-id-len", s.lim.MaxIDLen, "publisher_id is %d characters", len(publisherID))
 	}
-	if len(meta) > g.lim.MaxMetadataEntries {
-		return limitError(http.StatusBadRequest, "max-metadata-entries", g.lim.MaxMetadataEntries, "metadata has %d entries", len(meta))
+	if len(meta) > s.lim.MaxMetadataEntries {
+		return limitError(http.StatusBadRequest, "max-metadata-entries", s.lim.MaxMetadataEntries, "metadata has %d entries", len(meta))
 	}
 	for k, v := range meta {
-		if len(v) > g.lim.MaxMetadataLen {
-			return limitError(http.StatusBadRequest, "max-metadata-len", g.lim.MaxMetadataLen, "metadata[%s] is %d bytes", truncateID(k), len(v))
+		if len(v) > s.lim.MaxMetadataLen {
+			return limitError(http.StatusBadRequest, "max-metadata-len", s.lim.MaxMetadataLen, "metadata[%s] is %d bytes", truncateID(k), len(v))
 		}
 	}
 	return nil
 }
 
-// checkRoom applies the room limits to a session about to be created in
-// room: its name's length, the room count when the room would be created
-// on the fly, and the room's live sessions.
-func (g *guard) checkRoom(r *http.Request, room string) error {
-	if len(room) > g.lim.MaxIDLen {
-		return limitError(http.StatusBadRequest, "max-id-len", g.lim.MaxIDLen, "room name is %d characters", len(room))
-	}
-	ctx := r.Context()
-	if _, err := g.s.store.GetRoom(ctx, room); errors.Is(err, store.ErrNotFound) {
-		// Only a room WHIP/WHEP would create on the fly counts against
-		// --max-rooms; a missing room is otherwise the handler's 404.
-		if g.s.cfg.AutoCreateRooms {
-			return g.checkRoomCount(r)
-		}
-		return nil
-	}
-	if g.lim.MaxSessionsPerRoom <= 0 {
-		return nil
-	}
-	live, err := g.s.store.CountSessions(ctx, store.SessionFilter{Room: room})
-	if err != nil {
-		return err
-	}
-	if live >= g.lim.MaxSessionsPerRoom {
-		return limitError(http.StatusConflict, "max-sessions-per-room", g.lim.MaxSessionsPerRoom,
-			"room %q has %d live sessions", room, live).WithHeader("Retry-After", "5")
-	}
-	return nil
-}
-
-func (g *guard) checkRoomCount(r *http.Request) error {
-	if g.lim.MaxRooms <= 0 {
-		return nil
-	}
-	rooms, err := g.s.store.ListRooms(r.Context())
-	if err != nil {
-		return err
-	}
-	if len(rooms) >= g.lim.MaxRooms {
-		return limitError(http.StatusConflict, "max-rooms", g.lim.MaxRooms, "%d rooms exist; delete one first", len(rooms))
+// checkRoomName caps a room name's length (--max-id-len).
+func (s *Server) checkRoomName(room string) error {
+	if len(room) > s.lim.MaxIDLen {
+		return limitError(http.StatusBadRequest, "max-id-len", s.lim.MaxIDLen, "room name is %d characters", len(room))
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package handlers
+package handlers_test
 
 import (
 	"os"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/pion/sdp/v3"
+
+	"github.com/pinhole-rtc/pinhole/api"
 )
 
 // TestRealClientOffers posts offers shaped like what Chrome, Firefox, OBS,
@@ -47,14 +49,14 @@ func TestRealClientOffers(t *testing.T) {
 			if err := ans.UnmarshalString(body); err != nil {
 				t.Fatalf("answer does not parse: %v\n%s", err, body)
 			}
-			if len(answerCandidates(body)) == 0 || iceUfrag(body) == "" || attrValue(body, "a=ice-pwd:") == "" {
+			if len(answerCandidates(body)) == 0 || api.SDPAttr(body, "a=ice-ufrag:") == "" || api.SDPAttr(body, "a=ice-pwd:") == "" {
 				t.Errorf("answer lacks candidates or ICE credentials:\n%s", body)
 			}
 			if !strings.Contains(body, "a=fingerprint:") {
 				t.Errorf("answer lacks a fingerprint")
 			}
-			offered := attrValue(offer, "a=setup:")
-			answered := attrValue(body, "a=setup:")
+			offered := api.SDPAttr(offer, "a=setup:")
+			answered := api.SDPAttr(body, "a=setup:")
 			want := map[string][]string{
 				"actpass": {"active", "passive"},
 				"passive": {"active"},
@@ -80,7 +82,7 @@ func TestRealClientOffers(t *testing.T) {
 }
 
 // TestBadOffers: a malformed offer is 400 naming what is wrong; a track
-// set pinhole cannot serve is 422 (issue 2 point 5). Neither leaks a lease.
+// set pinhole cannot serve is 422 (RFC 9725 section 4.5.2). Neither leaks a lease.
 func TestBadOffers(t *testing.T) {
 	e := newEnv(t)
 	pcmuOnly := crlf(`v=0

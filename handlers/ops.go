@@ -57,8 +57,8 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 }
 
 // docsUI serves Swagger UI. The index is rendered once with a <base> so it
-// can be served at /docs itself (the seed checklist runs `curl -I /docs` and
-// wants 200, not a redirect) while its relative asset links still resolve
+// can be served at /docs itself (`curl -I /docs`, the usual smoke test, wants
+// 200, not a redirect) while its relative asset links still resolve
 // under /docs/.
 type docsUI struct {
 	once  sync.Once

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
@@ -10,18 +9,14 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
 func timeNow() time.Time { return time.Now().UTC() }
 
 // writeJSON answers v as JSON with status.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) error { return api.WriteJSON(w, status, v) }
 
 // toAPIRoom is the API view of a room with its live session counts.
 func toAPIRoom(r store.Room, live []store.Session) api.Room {
@@ -86,7 +81,7 @@ func (s *Server) handleRoomCreate(w http.ResponseWriter, r *http.Request) error 
 		Metadata:     req.Metadata,
 		PublishToken: req.PublishToken,
 		ViewToken:    req.ViewToken,
-	})
+	}, s.lim.MaxRooms)
 	if errors.Is(err, store.ErrExists) {
 		return api.Errorf(http.StatusConflict, "room %q already exists", req.Name)
 	}
@@ -238,7 +233,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	role := store.Role(req.Role)
-	if req.PublisherID != "" && (role != store.RoleViewer || !validSessionID(req.PublisherID)) {
+	if req.PublisherID != "" && (role != store.RoleViewer || !record.ValidID(req.PublisherID)) {
 		return api.Invalid(api.FieldError{Field: "publisher_id", Message: "must be a publisher session id, and only for role viewer"})
 	}
 	if len(req.SDP) < 3 || req.SDP[:3] != "v=0" {
@@ -248,7 +243,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	sess, ans, err := s.open(ctx, openRequest{
+	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{
 		Room: room.Name, Role: role, Offer: req.SDP,
 		UserID: req.UserID, Metadata: req.Metadata, PublisherID: req.PublisherID,
 	})
@@ -256,15 +251,16 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	url := resourceURL(room.Name, role, sess.ID)
+	etag := record.ETag(ans.ICEUfrag)
 	w.Header().Set("Location", url)
-	w.Header().Set("ETag", sess.ETag)
+	w.Header().Set("ETag", etag)
 	s.addICELinks(w.Header())
 	return writeJSON(w, http.StatusCreated, api.CreateSessionResponse{
 		Session:     toAPISession(sess),
 		SDP:         ans.SDP,
 		PublicAddr:  ans.PublicAddr,
 		ResourceURL: url,
-		ETag:        sess.ETag,
+		ETag:        etag,
 	})
 }
 
@@ -322,7 +318,7 @@ func (s *Server) handleSessionList(w http.ResponseWriter, r *http.Request) error
 //	@Router		/api/v1/sessions/{id} [get]
 func (s *Server) handleSessionGet(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
-	if !validSessionID(id) {
+	if !record.ValidID(id) {
 		return api.Errorf(http.StatusNotFound, "session not found")
 	}
 	sess, err := s.store.GetSession(r.Context(), id)

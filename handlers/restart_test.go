@@ -1,4 +1,4 @@
-package handlers
+package handlers_test
 
 import (
 	"regexp"
@@ -43,9 +43,9 @@ func TestE2EICERestart(t *testing.T) {
 	// RFC 8840 §4.4: the fragment carries the new credentials and the
 	// candidates of the first media section.
 	var frag strings.Builder
-	frag.WriteString("a=ice-ufrag:" + attrValue(local, "a=ice-ufrag:") + "\r\n")
-	frag.WriteString("a=ice-pwd:" + attrValue(local, "a=ice-pwd:") + "\r\n")
-	frag.WriteString("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:" + attrValue(local, "a=mid:") + "\r\n")
+	frag.WriteString("a=ice-ufrag:" + api.SDPAttr(local, "a=ice-ufrag:") + "\r\n")
+	frag.WriteString("a=ice-pwd:" + api.SDPAttr(local, "a=ice-pwd:") + "\r\n")
+	frag.WriteString("m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:" + api.SDPAttr(local, "a=mid:") + "\r\n")
 	for _, c := range strings.Split(local, "\r\n") {
 		if strings.HasPrefix(c, "a=candidate:") {
 			frag.WriteString(c + "\r\n")
@@ -56,12 +56,12 @@ func TestE2EICERestart(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("restart: %d %s", resp.StatusCode, body)
 	}
-	newUfrag, newPwd := attrValue(body, "a=ice-ufrag:"), attrValue(body, "a=ice-pwd:")
+	newUfrag, newPwd := api.SDPAttr(body, "a=ice-ufrag:"), api.SDPAttr(body, "a=ice-pwd:")
 	if newUfrag == "" || newPwd == "" || len(answerCandidates(body)) == 0 {
 		t.Fatalf("restart answer fragment lacks credentials or candidates:\n%s", body)
 	}
 	answer := pc.RemoteDescription().SDP
-	if newUfrag == attrValue(answer, "a=ice-ufrag:") {
+	if newUfrag == api.SDPAttr(answer, "a=ice-ufrag:") {
 		t.Errorf("restart kept the server's ufrag %q", newUfrag)
 	}
 	if tag := resp.Header.Get("ETag"); tag == "" || tag == res.ETag {

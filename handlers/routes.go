@@ -10,47 +10,67 @@ import (
 )
 
 // Routes returns the router: every route of pinhole in one place, one line
-// each, inside the shared middlewares (request id, panic recovery, access
-// log, CORS).
+// each, and beside each who may call it and which limits apply:
+//
+//   - anonymous: anyone who reaches the port. Creating a WHIP/WHEP session
+//     still needs the room's token when the room has one (authorize), and
+//     acting on a session needs its URL.
+//   - admin: "Authorization: Bearer <admin token>" (requireAdmin), when an
+//     admin token is configured.
+//
+// Limits are middlewares on the routes they bound (limits.go): every body
+// is capped; session creation is rate-limited per client address and its
+// offer's shape checked before anything is leased. The counts that must not
+// overshoot (rooms, sessions per room) are enforced by the store where the
+// record is created.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(requestID, recoverer(s.log), accessLog(s.log), cors(s.cfg.CORSOrigins), newGuard(s).middleware)
+	r.Use(requestID, recoverer(s.log), accessLog(s.log), cors(s.cfg.CORSOrigins), s.capBody)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		api.WriteProblem(w, r, api.Errorf(http.StatusNotFound, "no route for %s", r.URL.Path))
 	})
 	r.MethodNotAllowed(s.methodNotAllowed(r))
 	h := s.handlerFunc
+	admin := s.requireAdmin
+	createSDP := r.With(s.limitSessionRate, s.limitOffer)
 
-	// WHIP (RFC 9725): publish into a room.
-	r.Post("/whip/{room}", h(s.handleWHIPCreate))              // offer in, answer + session URL out
-	r.Options("/whip/{room}", h(s.handleWHIPOptions))          // Accept-Post, CORS preflight
-	r.Patch("/whip/{room}/{id}", h(s.handleWHIPPatch))         // trickle ICE, ICE restart
-	r.Delete("/whip/{room}/{id}", h(s.handleWHIPDelete))       // stop publishing
-	r.Options("/whip/{room}/{id}", h(s.handleResourceOptions)) // Accept-Patch, CORS preflight
+	// WHIP (RFC 9725): publish into a room. Anonymous (room tokens apply).
+	createSDP.Post("/whip/{room}", h(s.handleWHIPCreate))                    // offer in, answer + session URL out
+	r.Options("/whip/{room}", h(s.handleWHIPOptions))                        // Accept-Post, CORS preflight
+	r.With(s.limitFragment).Patch("/whip/{room}/{id}", h(s.handleWHIPPatch)) // trickle ICE, ICE restart (holder of the URL)
+	r.Delete("/whip/{room}/{id}", h(s.handleWHIPDelete))                     // stop publishing (holder of the URL)
+	r.Options("/whip/{room}/{id}", h(s.handleResourceOptions))               // Accept-Patch, CORS preflight
 
-	// WHEP (draft-ietf-wish-whep): watch a room.
-	r.Post("/whep/{room}", h(s.handleWHEPCreate))              // offer in, answer + session URL out
-	r.Head("/whep/{room}", h(s.handleWHEPHead))                // endpoint probe
-	r.Options("/whep/{room}", h(s.handleWHEPOptions))          // Accept-Post, CORS preflight
-	r.Patch("/whep/{room}/{id}", h(s.handleWHEPPatch))         // trickle ICE, ICE restart
-	r.Delete("/whep/{room}/{id}", h(s.handleWHEPDelete))       // stop watching
-	r.Options("/whep/{room}/{id}", h(s.handleResourceOptions)) // Accept-Patch, CORS preflight
+	// WHEP (draft-ietf-wish-whep): watch a room. Anonymous (room tokens apply).
+	createSDP.Post("/whep/{room}", h(s.handleWHEPCreate))                    // offer in, answer + session URL out
+	r.Head("/whep/{room}", h(s.handleWHEPHead))                              // endpoint probe
+	r.Options("/whep/{room}", h(s.handleWHEPOptions))                        // Accept-Post, CORS preflight
+	r.With(s.limitFragment).Patch("/whep/{room}/{id}", h(s.handleWHEPPatch)) // trickle ICE, ICE restart (holder of the URL)
+	r.Delete("/whep/{room}/{id}", h(s.handleWHEPDelete))                     // stop watching (holder of the URL)
+	r.Options("/whep/{room}/{id}", h(s.handleResourceOptions))               // Accept-Patch, CORS preflight
 
 	// JSON REST API.
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Post("/rooms", h(s.handleRoomCreate))                         // create a room
-		r.Get("/rooms", h(s.handleRoomList))                            // list rooms
-		r.Get("/rooms/{room}", h(s.handleRoomGet))                      // one room
-		r.Delete("/rooms/{room}", h(s.handleRoomDelete))                // delete a room, ending its sessions
-		r.Get("/rooms/{room}/participants", h(s.handleParticipantList)) // live sessions of a room
-		r.Post("/rooms/{room}/sessions", h(s.handleSessionCreate))      // JSON WHIP/WHEP
-		r.Get("/sessions", h(s.handleSessionList))                      // list sessions (room, state, role)
-		r.Get("/sessions/{id}", h(s.handleSessionGet))                  // one session
-		r.Delete("/sessions/{id}", h(s.handleSessionDelete))            // end a session
-		r.Get("/ports", h(s.handlePortList))                            // the UDP port range
+		r.With(admin, s.limitRoomCreate).Post("/rooms", h(s.handleRoomCreate))                                  // admin: create a room
+		r.Get("/rooms", h(s.handleRoomList))                                                                    // anonymous: list rooms
+		r.Get("/rooms/{room}", h(s.handleRoomGet))                                                              // anonymous: one room
+		r.With(admin).Delete("/rooms/{room}", h(s.handleRoomDelete))                                            // admin: delete a room, ending its sessions
+		r.Get("/rooms/{room}/participants", h(s.handleParticipantList))                                         // anonymous: live sessions of a room
+		r.With(s.limitSessionRate, s.limitSessionJSON).Post("/rooms/{room}/sessions", h(s.handleSessionCreate)) // anonymous: JSON WHIP/WHEP
+		r.Get("/sessions", h(s.handleSessionList))                                                              // anonymous: list sessions (room, state, role)
+		r.Get("/sessions/{id}", h(s.handleSessionGet))                                                          // anonymous: one session
+		r.With(admin).Delete("/sessions/{id}", h(s.handleSessionDelete))                                        // admin: end any session
+		r.Get("/ports", h(s.handlePortList))                                                                    // anonymous: the UDP port range
+		if d := s.diag; d != nil {
+			r.Get("/diagnostics", h(d.HandleReport))                         // anonymous: server report: config, ports, ICE servers
+			r.With(admin).Post("/diagnostics/stun", h(d.HandleSTUN))         // admin: STUN probe (default 5 s)
+			r.With(admin).Post("/diagnostics/turn", h(d.HandleTURN))         // admin: TURN allocation probe (default 8 s)
+			r.With(admin).Post("/diagnostics/selftest", h(d.HandleSelfTest)) // admin: internal client through the public address
+			r.Get("/sessions/{id}/diagnosis", h(d.HandleDiagnosis))          // anonymous: timeline and verdict of a session
+		}
 	})
 
-	// Operations and documentation.
+	// Operations and documentation. Anonymous.
 	r.Get("/healthz", h(s.handleHealthz))      // liveness: 200 while serving
 	r.Get("/readyz", h(s.handleReadyz))        // readiness: 200 while a port can be leased
 	r.Get("/openapi.json", h(s.handleOpenAPI)) // the OpenAPI document
@@ -58,8 +78,11 @@ func (s *Server) Routes() http.Handler {
 	r.Head("/docs", h(s.handleDocs))           // Swagger UI probe (curl -I /docs)
 	r.Get("/docs/*", h(s.handleDocs))          // Swagger UI assets
 	r.Head("/docs/*", h(s.handleDocs))         // Swagger UI assets, headers only
+	if s.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.metrics) // Prometheus text format
+	}
 
-	// Browser app (package web), GET and HEAD.
+	// Browser app (package web), GET and HEAD. Anonymous.
 	if s.web != nil {
 		getHead(r, "/", s.web)             // rooms page
 		getHead(r, "/rooms/{room}", s.web) // room page: publish and watch
@@ -67,10 +90,6 @@ func (s *Server) Routes() http.Handler {
 		getHead(r, "/diagnostics", s.web)  // diagnostics page
 		getHead(r, "/static/*", s.web)     // the app's files
 		getHead(r, "/favicon.ico", s.web)  // icon for clients that ask by name
-	}
-
-	if s.mount != nil {
-		s.mount(r)
 	}
 	return r
 }

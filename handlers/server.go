@@ -1,94 +1,33 @@
 // Package handlers is pinhole's HTTP surface: WHIP (RFC 9725) and WHEP
-// endpoints, the JSON REST API under /api/v1, health probes and the OpenAPI
-// documentation. Handlers are methods on Server returning error; one function
-// (writeError) turns every error into an RFC 9457 problem answer. Live peer
-// connections belong to media.Engine; what the API shows lives in the store.
+// endpoints, the JSON REST API under /api/v1, health probes, the OpenAPI
+// documentation, and the route table that mounts the diagnostics API and
+// /metrics beside them. Who may call each route and which limits apply are
+// declared in that table (routes.go). Handlers are methods on Server
+// returning error; one function (writeError) turns every error into an
+// RFC 9457 problem answer. Live peer connections belong to media.Engine;
+// records to the store, written through package record.
 package handlers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/pinhole-rtc/pinhole/api"
 	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
-
-// ICEServer is a STUN or TURN server handed to clients in a Link header
-// (RFC 9725 §4.6).
-type ICEServer struct {
-	// URL is the stun:, turn: or turns: URI (RFC 7064, RFC 7065).
-	URL string
-	// Username and Credential are set for TURN servers.
-	Username   string
-	Credential string
-}
-
-// ParseICEServer parses one --ice-servers entry. TURN credentials may be
-// given as userinfo, "turn:user:secret@turn.example.org:3478?transport=udp",
-// because RFC 7065 URIs have no place for them; they are moved to the Link
-// header parameters.
-func ParseICEServer(s string) (ICEServer, error) {
-	scheme, rest, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok || rest == "" {
-		return ICEServer{}, fmt.Errorf("%q is not a stun:, turn: or turns: URL", s)
-	}
-	switch strings.ToLower(scheme) {
-	case "stun", "stuns":
-		if strings.Contains(rest, "@") {
-			return ICEServer{}, fmt.Errorf("%q: STUN URLs carry no credentials", s)
-		}
-		return ICEServer{URL: strings.ToLower(scheme) + ":" + rest}, nil
-	case "turn", "turns":
-		srv := ICEServer{}
-		if userinfo, host, ok := strings.Cut(rest, "@"); ok {
-			user, cred, ok := strings.Cut(userinfo, ":")
-			if !ok || user == "" || cred == "" {
-				return ICEServer{}, fmt.Errorf("%q: TURN credentials must be user:secret@host", s)
-			}
-			srv.Username, srv.Credential, rest = user, cred, host
-		}
-		if rest == "" || strings.HasPrefix(rest, "?") {
-			return ICEServer{}, fmt.Errorf("%q has no host", s)
-		}
-		srv.URL = strings.ToLower(scheme) + ":" + rest
-		return srv, nil
-	default:
-		return ICEServer{}, fmt.Errorf("%q is not a stun:, turn: or turns: URL", s)
-	}
-}
-
-// LinkValue renders the server as an RFC 8288 Link field value with the
-// ice-server relation and, for TURN, the RFC 9725 §4.6 credential
-// parameters.
-func (s ICEServer) LinkValue() string {
-	v := "<" + s.URL + `>; rel="ice-server"`
-	if s.Username != "" {
-		v += "; username=" + quote(s.Username) + "; credential=" + quote(s.Credential) +
-			`; credential-type="password"`
-	}
-	return v
-}
-
-// quote makes an RFC 9110 §5.6.4 quoted-string.
-func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
 
 // Config is the HTTP side's configuration, filled by main from flags.
 type Config struct {
 	// ICEServers are advertised in Link headers of WHIP/WHEP answers.
-	ICEServers []ICEServer
+	ICEServers []api.ICEServer
 	// CORSOrigins are the origins allowed to call the API; "*" allows any.
 	CORSOrigins []string
 	// AutoCreateRooms makes WHIP/WHEP and session creation on a missing
@@ -99,45 +38,57 @@ type Config struct {
 	// Node names this instance in session records.
 	Node string
 	// AdminToken, when set, is required as "Authorization: Bearer" by the
-	// management routes (auth.go); empty leaves them open.
+	// routes the route table marks admin (routes.go); empty leaves them
+	// open.
 	AdminToken string
 	// Limits bound requests and clients (limits.go); zero fields mean
 	// the API's own size caps and no count or rate limit.
 	Limits Limits
 }
 
-// Deps are what the HTTP surface needs. main builds them.
+// Diagnostics is the diagnostics API (package diagnostics), mounted in this
+// package's route table so that who may call it is declared with every
+// other route. Its handlers return errors like this package's own.
+type Diagnostics interface {
+	HandleReport(http.ResponseWriter, *http.Request) error
+	HandleSTUN(http.ResponseWriter, *http.Request) error
+	HandleTURN(http.ResponseWriter, *http.Request) error
+	HandleSelfTest(http.ResponseWriter, *http.Request) error
+	HandleDiagnosis(http.ResponseWriter, *http.Request) error
+}
+
+// Deps are what the HTTP surface needs. Package server builds them.
 type Deps struct {
 	Store  store.Store
 	Engine *media.Engine
-	// Recorder writes engine events into Store. It must be the one whose
-	// OnEvent was handed to media.NewEngine; nil makes a private one (the
-	// engine's events are then not recorded).
-	Recorder *Recorder
+	// Sessions opens and closes sessions through the one record path.
+	Sessions *record.Sessions
 	Config   Config
 	Logger   *slog.Logger
+	// Diagnostics, when set, serves /api/v1/diagnostics and the session
+	// diagnoses.
+	Diagnostics Diagnostics
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
 	// Web, when set, serves the browser app (package web) on its pages and
 	// /static/ files.
 	Web http.Handler
-	// Mount, when set, adds routes owned by other packages (web UI,
-	// diagnostics) to the same router, inside the shared middlewares.
-	Mount func(r chi.Router)
 }
 
 // Server holds the dependencies of every handler.
 type Server struct {
 	store    store.Store
 	engine   *media.Engine
-	rec      *Recorder
+	sessions *record.Sessions
 	cfg      Config
+	lim      Limits
 	log      *slog.Logger
 	validate *api.Validator
-	mount    func(chi.Router)
+	diag     Diagnostics
+	metrics  http.Handler
 	web      http.Handler
-	// ufrags holds each live session's remote ICE ufrag, so a PATCH whose
-	// fragment carries a new one is taken as an ICE restart (RFC 8840 §4.4).
-	ufrags sync.Map // session id -> string
-	docs   docsUI
+	rates    *rateLimiter
+	docs     docsUI
 }
 
 // New returns pinhole's HTTP handler.
@@ -151,49 +102,22 @@ func NewServer(d Deps) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	rec := d.Recorder
-	if rec == nil {
-		rec = NewRecorder(d.Store, log)
-	}
 	srv := &Server{
 		store:    d.Store,
 		engine:   d.Engine,
-		rec:      rec,
+		sessions: d.Sessions,
 		cfg:      d.Config,
+		lim:      d.Config.Limits.withDefaults(),
 		log:      log,
 		validate: api.NewValidator(),
-		mount:    d.Mount,
+		diag:     d.Diagnostics,
+		metrics:  d.Metrics,
 		web:      d.Web,
 	}
-	forget := func(id string) { srv.ufrags.Delete(id) }
-	rec.onClosed.Store(&forget)
-	return srv
-}
-
-// newID returns an unguessable 128-bit resource id in hex. RFC 9725 §4.2
-// and §4.7 rely on the session URL being hard to guess: whoever knows it can
-// end the session.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
-}
-
-// newETag returns a strong entity tag, quoted (RFC 9110 §8.8.3).
-func newETag() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return `"` + hex.EncodeToString(b[:]) + `"`
-}
-
-// validSessionID reports whether id could be one of ours, so that junk never
-// reaches the store.
-func validSessionID(id string) bool {
-	if len(id) != 32 {
-		return false
+	if srv.lim.SessionRate > 0 {
+		srv.rates = newRateLimiter(rate.Limit(srv.lim.SessionRate), srv.lim.SessionBurst)
 	}
-	_, err := hex.DecodeString(id)
-	return err == nil
+	return srv
 }
 
 // writeError is the one place errors become answers: it maps sentinels of
@@ -217,6 +141,7 @@ func (s *Server) toAPIError(err error) *api.Error {
 	var (
 		full *media.PoolFullError
 		det  *media.DetailError
+		lim  *store.LimitError
 	)
 	msg := ""
 	if errors.As(err, &det) {
@@ -267,6 +192,14 @@ func (s *Server) toAPIError(err error) *api.Error {
 		return &api.Error{Status: http.StatusBadRequest, Msg: "request cancelled", Err: err}
 	case errors.Is(err, store.ErrExists):
 		return &api.Error{Status: http.StatusConflict, Msg: "already exists", Err: err}
+	case errors.As(err, &lim):
+		// Count limits are enforced by the store where the record is
+		// created (so they never overshoot); the answer names the flag.
+		if lim.Limit == store.LimitRooms {
+			return limitError(http.StatusConflict, "max-rooms", lim.Max, "%d rooms exist; delete one first", lim.Count)
+		}
+		return limitError(http.StatusConflict, "max-sessions-per-room", lim.Max,
+			"the room has %d live sessions", lim.Count).WithHeader("Retry-After", "5")
 	default:
 		return api.Internal(err)
 	}

@@ -1,4 +1,4 @@
-package handlers
+package handlers_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"path"
 	"strings"
 	"sync"
@@ -21,7 +20,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/pinhole-rtc/pinhole/internal/leakcheck"
-	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/internal/servertest"
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -36,27 +36,12 @@ var httpSoakSessions = flag.Int("soak.http", 400, "sessions TestHTTPSoak creates
 // client failed about 2 s after its last packet.
 func soakEnv(t *testing.T, ports int) *testEnv {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	st := store.NewMemory(store.MemoryOptions{})
-	rec := NewRecorder(st, log)
-	pp := freePorts(t, ports)
-	eng, err := media.NewEngine(media.Config{
-		Ports: pp, PublicIPs: []string{"127.0.0.1"}, BindIP: "127.0.0.1",
-		SetupTimeout:           4 * time.Second,
-		ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: time.Second, ICEKeepalive: 200 * time.Millisecond,
-		Logger: log,
-	}, rec.OnEvent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(New(Deps{Store: st, Engine: eng, Recorder: rec, Logger: log,
-		Config: Config{CORSOrigins: []string{"*"}, AutoCreateRooms: true}}))
-	t.Cleanup(func() {
-		srv.Close()
-		_ = eng.Close()
-		rec.Close()
-	})
-	return &testEnv{t: t, srv: srv, store: st, engine: eng, rec: rec, ports: pp}
+	sc := servertest.Defaults(t, ports, testnet.HandlersLo, testnet.HandlersHi)
+	sc.Logger = slog.New(slog.DiscardHandler)
+	sc.Media.SetupTimeout = 4 * time.Second
+	sc.Media.ICEFailedTimeout = time.Second
+	e := servertest.Start(t, sc)
+	return &testEnv{Env: e, t: t, srv: e.Srv, store: e.Store, engine: e.Engine, rec: e.Recorder, ports: e.Ports}
 }
 
 // httpClient is a mediatest publisher or viewer.

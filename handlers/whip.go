@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
@@ -73,7 +74,7 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	publisher := ""
 	if role == store.RoleViewer {
 		publisher = r.URL.Query().Get("publisher")
-		if publisher != "" && !validSessionID(publisher) {
+		if publisher != "" && !record.ValidID(publisher) {
 			return api.Invalid(api.FieldError{Field: "publisher", Message: "must be a session id (32 hex digits)"})
 		}
 	}
@@ -86,7 +87,7 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	if err != nil {
 		return err
 	}
-	sess, ans, err := s.open(ctx, openRequest{Room: room.Name, Role: role, Offer: offer, PublisherID: publisher})
+	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{Room: room.Name, Role: role, Offer: offer, PublisherID: publisher})
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	h.Set("Content-Type", api.SDPContentType)
 	// RFC 9725 §4.3.1: a strong ETag identifies the ICE session, matched by
 	// If-Match on PATCH.
-	h.Set("ETag", sess.ETag)
+	h.Set("ETag", record.ETag(ans.ICEUfrag))
 	// RFC 9725 §4.3.1: Accept-Patch tells the client trickle ICE is taken.
 	h.Set("Accept-Patch", api.SDPFragContentType)
 	// RFC 9725 §4.6: one Link per STUN/TURN server (RFC 8288 syntax).
@@ -161,7 +162,6 @@ func (s *Server) handleWHEPPatch(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, role store.Role) error {
-	ctx := r.Context()
 	sess, err := s.resource(r, role)
 	if err != nil {
 		return err
@@ -177,14 +177,19 @@ func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, role stor
 	if ifMatch == "" {
 		return api.Errorf(http.StatusPreconditionRequired, "If-Match is required: send the ETag of the session, or * for an ICE restart")
 	}
+	// The ETag and the restart test both come from the live ICE session:
+	// its current local and remote ufrags.
+	local, remote, err := s.engine.ICEUfrags(sess.ID)
+	if err != nil {
+		return err
+	}
 	// RFC 9725 §4.3.3: an ICE restart is requested with If-Match: "*" and
 	// a fragment carrying new ice-ufrag/ice-pwd (RFC 8840 §4.4).
 	newUfrag := iceUfrag(frag)
-	old, _ := s.ufrags.Load(sess.ID)
-	restart := ifMatch == "*" || (newUfrag != "" && old != nil && newUfrag != old.(string))
+	restart := ifMatch == "*" || (newUfrag != "" && remote != "" && newUfrag != remote)
 	// RFC 9725 §4.3.1: an entity tag that is not the session's current one
 	// is 412 Precondition Failed (RFC 9110 §13.1.1, strong comparison).
-	if ifMatch != "*" && !etagMatches(ifMatch, sess.ETag) {
+	if ifMatch != "*" && !etagMatches(ifMatch, record.ETag(local)) {
 		return api.Errorf(http.StatusPreconditionFailed, "If-Match %s does not match the session's current ETag", ifMatch)
 	}
 	if !restart {
@@ -199,17 +204,11 @@ func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, role stor
 	if err != nil {
 		return err
 	}
-	etag := newETag()
-	if _, err := s.store.UpdateSession(ctx, sess.ID, func(rec *store.Session) error {
-		rec.ETag = etag
-		addTimeline(rec, store.Event{At: timeNow(), Kind: "ice-restart"})
-		return nil
-	}); err != nil {
+	local, _, err = s.engine.ICEUfrags(sess.ID)
+	if err != nil {
 		return err
 	}
-	if newUfrag != "" {
-		s.ufrags.Store(sess.ID, newUfrag)
-	}
+	etag := record.ETag(local)
 	// RFC 9725 §4.3.3: 200 OK with the answer fragment (new ufrag/pwd and
 	// candidates) and the new ETag of the restarted ICE session.
 	w.Header().Set("Content-Type", api.SDPFragContentType)

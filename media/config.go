@@ -1,7 +1,10 @@
 package media
 
 import (
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -69,4 +72,20 @@ type PortStatus struct {
 	PacketsIn   uint64       `json:"packets_in"`
 	BytesIn     uint64       `json:"bytes_in"`
 	LastPacket  time.Time    `json:"last_packet,omitempty"`
+}
+
+// FormatPorts prints ports compactly: "10111-10115" for a run, else a
+// comma-separated list.
+func FormatPorts(ports []int) string {
+	if len(ports) == 0 {
+		return ""
+	}
+	if ports[len(ports)-1]-ports[0] == len(ports)-1 {
+		return fmt.Sprintf("%d-%d", ports[0], ports[len(ports)-1])
+	}
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ",")
 }

@@ -225,7 +225,7 @@ func TestPublicPortRewrite(t *testing.T) {
 		c.PublicPorts = []int{20111}
 	})
 	// The answer is only read, never applied: a client given it would send
-	// ICE checks to 203.0.113.7, off this machine (media/nattest covers a
+	// ICE checks to 203.0.113.7, off this machine (e2e/nattest covers a
 	// real mapping inside network namespaces).
 	p := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
 	offer, err := p.Offer(ctxT(t))

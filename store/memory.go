@@ -104,7 +104,7 @@ func CloneSession(s Session) Session {
 }
 
 // CreateRoom stores r; a zero CreatedAt is set to now.
-func (m *Memory) CreateRoom(ctx context.Context, r Room) (Room, error) {
+func (m *Memory) CreateRoom(ctx context.Context, r Room, maxRooms int) (Room, error) {
 	if err := ctx.Err(); err != nil {
 		return Room{}, err
 	}
@@ -115,6 +115,9 @@ func (m *Memory) CreateRoom(ctx context.Context, r Room) (Room, error) {
 	defer m.mu.Unlock()
 	if _, ok := m.rooms[r.Name]; ok {
 		return Room{}, ErrExists
+	}
+	if maxRooms > 0 && len(m.rooms) >= maxRooms {
+		return Room{}, &LimitError{Limit: LimitRooms, Max: maxRooms, Count: len(m.rooms)}
 	}
 	return m.putRoom(r), nil
 }
@@ -129,7 +132,7 @@ func (m *Memory) putRoom(r Room) Room {
 }
 
 // EnsureRoom returns the existing room, or creates r and reports true.
-func (m *Memory) EnsureRoom(ctx context.Context, r Room) (Room, bool, error) {
+func (m *Memory) EnsureRoom(ctx context.Context, r Room, maxRooms int) (Room, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return Room{}, false, err
 	}
@@ -140,6 +143,9 @@ func (m *Memory) EnsureRoom(ctx context.Context, r Room) (Room, bool, error) {
 	defer m.mu.Unlock()
 	if got, ok := m.rooms[r.Name]; ok {
 		return CloneRoom(got), false, nil
+	}
+	if maxRooms > 0 && len(m.rooms) >= maxRooms {
+		return Room{}, false, &LimitError{Limit: LimitRooms, Max: maxRooms, Count: len(m.rooms)}
 	}
 	return m.putRoom(r), true, nil
 }
@@ -189,7 +195,7 @@ func (m *Memory) DeleteRoom(ctx context.Context, name string) error {
 
 // CreateSession stores s; a zero CreatedAt is set to now and a zero
 // UpdatedAt to CreatedAt.
-func (m *Memory) CreateSession(ctx context.Context, s Session) error {
+func (m *Memory) CreateSession(ctx context.Context, s Session, maxLiveInRoom int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -202,6 +208,17 @@ func (m *Memory) CreateSession(ctx context.Context, s Session) error {
 	m.pruneLocked(now)
 	if _, ok := m.sessions[s.ID]; ok {
 		return ErrExists
+	}
+	if maxLiveInRoom > 0 {
+		live := 0
+		for _, o := range m.sessions {
+			if o.Room == s.Room && o.State != StateClosed {
+				live++
+			}
+		}
+		if live >= maxLiveInRoom {
+			return &LimitError{Limit: LimitSessionsPerRoom, Max: maxLiveInRoom, Count: live}
+		}
 	}
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = now

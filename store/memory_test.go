@@ -52,7 +52,7 @@ func closeSession(t *testing.T, s store.Store, id string, at time.Time) {
 
 func create(t *testing.T, s store.Store, id string, state store.State) {
 	t.Helper()
-	if err := s.CreateSession(context.Background(), store.Session{ID: id, Room: "r", Role: store.RoleViewer, State: state}); err != nil {
+	if err := s.CreateSession(context.Background(), store.Session{ID: id, Room: "r", Role: store.RoleViewer, State: state}, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -187,20 +187,20 @@ func TestMemoryCancelledContext(t *testing.T) {
 	m := store.NewMemory(store.MemoryOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := m.CreateRoom(ctx, store.Room{Name: "r"}); !errors.Is(err, context.Canceled) {
+	if _, err := m.CreateRoom(ctx, store.Room{Name: "r"}, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("CreateRoom: %v", err)
 	}
-	if err := m.CreateSession(ctx, store.Session{ID: "s"}); !errors.Is(err, context.Canceled) {
+	if err := m.CreateSession(ctx, store.Session{ID: "s"}, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("CreateSession: %v", err)
 	}
 }
 
 func TestMemoryEmptyKeys(t *testing.T) {
 	m := store.NewMemory(store.MemoryOptions{})
-	if _, err := m.CreateRoom(context.Background(), store.Room{}); err == nil {
+	if _, err := m.CreateRoom(context.Background(), store.Room{}, 0); err == nil {
 		t.Fatal("room without a name accepted")
 	}
-	if err := m.CreateSession(context.Background(), store.Session{}); err == nil {
+	if err := m.CreateSession(context.Background(), store.Session{}, 0); err == nil {
 		t.Fatal("session without an id accepted")
 	}
 }
@@ -212,9 +212,9 @@ func BenchmarkMemoryUpdateSession(b *testing.B) {
 	m := store.NewMemory(store.MemoryOptions{})
 	for i := 0; i < 5000; i++ {
 		id := fmt.Sprintf("closed-%d", i)
-		_ = m.CreateSession(ctx, store.Session{ID: id, State: store.StateClosed})
+		_ = m.CreateSession(ctx, store.Session{ID: id, State: store.StateClosed}, 0)
 	}
-	_ = m.CreateSession(ctx, store.Session{ID: "live", State: store.StateConnected})
+	_ = m.CreateSession(ctx, store.Session{ID: "live", State: store.StateConnected}, 0)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

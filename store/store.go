@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -17,7 +18,31 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists is returned when creating a room whose name is taken.
 	ErrExists = errors.New("already exists")
+	// ErrLimit is returned (wrapped in a *LimitError) when creating a record
+	// would exceed a count limit.
+	ErrLimit = errors.New("limit reached")
 )
+
+// Count limits a store enforces atomically where a record is created, so
+// concurrent creations can never overshoot them.
+const (
+	LimitRooms           = "rooms"             // rooms that exist
+	LimitSessionsPerRoom = "sessions-per-room" // live sessions of one room
+)
+
+// LimitError says which count limit refused a creation. It wraps ErrLimit.
+type LimitError struct {
+	Limit string // LimitRooms or LimitSessionsPerRoom
+	Max   int    // the limit
+	Count int    // how many exist
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s limit reached: %d of %d", e.Limit, e.Count, e.Max)
+}
+
+// Unwrap makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Unwrap() error { return ErrLimit }
 
 // Role says which side of the media a session is on.
 type Role string
@@ -106,8 +131,6 @@ type Session struct {
 	// Codecs lists the negotiated codecs (mime types).
 	Codecs []string `json:"codecs,omitempty"`
 	Events []Event  `json:"events,omitempty"`
-	// ETag is the current entity tag of the WHIP/WHEP resource.
-	ETag string `json:"-"`
 	// Node names the pinhole instance that owns the live peer connection.
 	Node string `json:"node,omitempty"`
 }
@@ -146,10 +169,12 @@ type SessionFilter struct {
 // Store is the record keeper. Every method is safe for concurrent use and
 // returns copies: callers may modify what they get without locking.
 type Store interface {
-	// CreateRoom stores r; ErrExists when the name is taken.
-	CreateRoom(ctx context.Context, r Room) (Room, error)
-	// EnsureRoom returns the room, creating it from r when it does not exist.
-	EnsureRoom(ctx context.Context, r Room) (Room, bool, error)
+	// CreateRoom stores r; ErrExists when the name is taken, a *LimitError
+	// when maxRooms (> 0) rooms exist already.
+	CreateRoom(ctx context.Context, r Room, maxRooms int) (Room, error)
+	// EnsureRoom returns the room, creating it from r when it does not exist
+	// (and fewer than maxRooms exist, when maxRooms > 0).
+	EnsureRoom(ctx context.Context, r Room, maxRooms int) (Room, bool, error)
 	// GetRoom returns the room or ErrNotFound.
 	GetRoom(ctx context.Context, name string) (Room, error)
 	// ListRooms returns every room, ordered by name.
@@ -157,8 +182,9 @@ type Store interface {
 	// DeleteRoom removes the room (not its sessions); ErrNotFound if absent.
 	DeleteRoom(ctx context.Context, name string) error
 
-	// CreateSession stores a new session; ErrExists on a duplicate id.
-	CreateSession(ctx context.Context, s Session) error
+	// CreateSession stores a new session; ErrExists on a duplicate id, a
+	// *LimitError when maxLiveInRoom (> 0) live sessions of its room exist.
+	CreateSession(ctx context.Context, s Session, maxLiveInRoom int) error
 	// GetSession returns the session or ErrNotFound. Closed sessions are
 	// kept for the retention period so their diagnosis can be read.
 	GetSession(ctx context.Context, id string) (Session, error)

@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"sessions/closed-readable", testSessionClosedReadable},
 		{"sessions/filters", testSessionFilters},
 		{"sessions/ordering", testSessionOrdering},
+		{"limits/rooms-atomic", testRoomLimitAtomic},
+		{"limits/sessions-per-room-atomic", testSessionLimitAtomic},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
@@ -79,13 +81,12 @@ func sampleSession(id string) store.Session {
 		PublisherID:  "",
 		Codecs:       []string{"video/VP8", "audio/opus"},
 		Events:       []store.Event{{At: t0, Kind: "offer", Detail: "3 candidates"}},
-		ETag:         `"e1"`,
 		Node:         "node-1",
 	}
 }
 
 // sameSession compares sessions by their JSON form (how any store may keep
-// them) plus the ETag, which JSON omits.
+// them).
 func sameSession(t *testing.T, got, want store.Session) {
 	t.Helper()
 	g, err := json.Marshal(got)
@@ -96,8 +97,8 @@ func sameSession(t *testing.T, got, want store.Session) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(g) != string(w) || got.ETag != want.ETag {
-		t.Fatalf("session differs\n got: %s etag %s\nwant: %s etag %s", g, got.ETag, w, want.ETag)
+	if string(g) != string(w) {
+		t.Fatalf("session differs\n got: %s\nwant: %s", g, w)
 	}
 }
 
@@ -112,7 +113,7 @@ func sameRoom(t *testing.T, got, want store.Room) {
 
 func mustCreateSession(t *testing.T, s store.Store, sess store.Session) {
 	t.Helper()
-	if err := s.CreateSession(ctx(t), sess); err != nil {
+	if err := s.CreateSession(ctx(t), sess, 0); err != nil {
 		t.Fatalf("CreateSession(%s): %v", sess.ID, err)
 	}
 }
@@ -128,7 +129,7 @@ func mustGetSession(t *testing.T, s store.Store, id string) store.Session {
 
 func mustCreateRoom(t *testing.T, s store.Store, r store.Room) store.Room {
 	t.Helper()
-	got, err := s.CreateRoom(ctx(t), r)
+	got, err := s.CreateRoom(ctx(t), r, 0)
 	if err != nil {
 		t.Fatalf("CreateRoom(%s): %v", r.Name, err)
 	}
@@ -159,7 +160,7 @@ func testRoomCreateGet(t *testing.T, s store.Store) {
 
 func testRoomDuplicate(t *testing.T, s store.Store) {
 	mustCreateRoom(t, s, store.Room{Name: "lobby", ViewToken: "first"})
-	_, err := s.CreateRoom(ctx(t), store.Room{Name: "lobby", ViewToken: "second"})
+	_, err := s.CreateRoom(ctx(t), store.Room{Name: "lobby", ViewToken: "second"}, 0)
 	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("duplicate CreateRoom: %v, want ErrExists", err)
 	}
@@ -179,14 +180,14 @@ func testRoomNotFound(t *testing.T, s store.Store) {
 }
 
 func testRoomEnsure(t *testing.T, s store.Store) {
-	r, created, err := s.EnsureRoom(ctx(t), store.Room{Name: "lobby", AutoCreated: true, CreatedAt: t0})
+	r, created, err := s.EnsureRoom(ctx(t), store.Room{Name: "lobby", AutoCreated: true, CreatedAt: t0}, 0)
 	if err != nil || !created {
 		t.Fatalf("first EnsureRoom: created=%v err=%v", created, err)
 	}
 	if !r.AutoCreated || r.Name != "lobby" {
 		t.Fatalf("first EnsureRoom returned %+v", r)
 	}
-	r2, created, err := s.EnsureRoom(ctx(t), store.Room{Name: "lobby", ViewToken: "other"})
+	r2, created, err := s.EnsureRoom(ctx(t), store.Room{Name: "lobby", ViewToken: "other"}, 0)
 	if err != nil || created {
 		t.Fatalf("second EnsureRoom: created=%v err=%v", created, err)
 	}
@@ -241,7 +242,7 @@ func testRoomCopies(t *testing.T, s store.Store) {
 	got.Metadata["k"] = "mutated get result"
 	list, _ := s.ListRooms(ctx(t))
 	list[0].Metadata["k"] = "mutated list result"
-	ensured, _, _ := s.EnsureRoom(ctx(t), store.Room{Name: "lobby"})
+	ensured, _, _ := s.EnsureRoom(ctx(t), store.Room{Name: "lobby"}, 0)
 	ensured.Metadata["k"] = "mutated ensure result"
 	again, _ := s.GetRoom(ctx(t), "lobby")
 	if again.Metadata["k"] != "v" {
@@ -267,7 +268,7 @@ func testSessionDuplicate(t *testing.T, s store.Store) {
 	mustCreateSession(t, s, sampleSession("s1"))
 	dup := sampleSession("s1")
 	dup.UserID = "mallory"
-	if err := s.CreateSession(ctx(t), dup); !errors.Is(err, store.ErrExists) {
+	if err := s.CreateSession(ctx(t), dup, 0); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("duplicate CreateSession: %v, want ErrExists", err)
 	}
 	if got := mustGetSession(t, s, "s1"); got.UserID != "alice" {
@@ -554,5 +555,89 @@ func testSessionOrdering(t *testing.T, s store.Store) {
 	}
 	if got := ids(list); got != "[a b1 b2 c d]" {
 		t.Fatalf("order %s, want [a b1 b2 c d]", got)
+	}
+}
+
+// testRoomLimitAtomic creates rooms from many goroutines at once: exactly
+// maxRooms succeed, whether made by CreateRoom or EnsureRoom, and the rest
+// get a *LimitError naming the limit.
+func testRoomLimitAtomic(t *testing.T, s store.Store) {
+	const maxRooms, tries = 5, 40
+	var wg sync.WaitGroup
+	errs := make([]error, tries)
+	for i := range tries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := store.Room{Name: fmt.Sprintf("room-%02d", i)}
+			if i%2 == 0 {
+				_, errs[i] = s.CreateRoom(ctx(t), r, maxRooms)
+			} else {
+				_, _, errs[i] = s.EnsureRoom(ctx(t), r, maxRooms)
+			}
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		var le *store.LimitError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &le) && errors.Is(err, store.ErrLimit) && le.Limit == store.LimitRooms && le.Max == maxRooms:
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	rooms, _ := s.ListRooms(ctx(t))
+	if ok != maxRooms || len(rooms) != maxRooms {
+		t.Fatalf("%d creations succeeded, %d rooms exist; want %d", ok, len(rooms), maxRooms)
+	}
+	// An existing room is still returned by EnsureRoom at the limit.
+	if _, created, err := s.EnsureRoom(ctx(t), rooms[0], maxRooms); err != nil || created {
+		t.Fatalf("EnsureRoom of an existing room at the limit: created=%v err=%v", created, err)
+	}
+}
+
+// testSessionLimitAtomic: concurrent session creations in one room never
+// exceed the limit; closed sessions do not count, other rooms are apart.
+func testSessionLimitAtomic(t *testing.T, s store.Store) {
+	const maxLive, tries = 4, 30
+	var wg sync.WaitGroup
+	errs := make([]error, tries)
+	for i := range tries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.CreateSession(ctx(t), store.Session{ID: fmt.Sprintf("s%02d", i), Room: "lobby", Role: store.RoleViewer, State: store.StateNew}, maxLive)
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		var le *store.LimitError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &le) && le.Limit == store.LimitSessionsPerRoom && le.Max == maxLive:
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+	if ok != maxLive {
+		t.Fatalf("%d sessions created, want %d", ok, maxLive)
+	}
+	if err := s.CreateSession(ctx(t), store.Session{ID: "other", Room: "hall", State: store.StateNew}, maxLive); err != nil {
+		t.Fatalf("another room is not limited by lobby's count: %v", err)
+	}
+	live, _ := s.ListSessions(ctx(t), store.SessionFilter{Room: "lobby"})
+	if _, err := s.UpdateSession(ctx(t), live[0].ID, func(x *store.Session) error {
+		x.SetState(store.StateClosed, t0)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSession(ctx(t), store.Session{ID: "after-close", Room: "lobby", State: store.StateNew}, maxLive); err != nil {
+		t.Fatalf("a closed session frees its place: %v", err)
 	}
 }

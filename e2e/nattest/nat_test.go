@@ -45,9 +45,11 @@ import (
 	"time"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/diagnostics"
 	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
+	"github.com/pinhole-rtc/pinhole/server"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
@@ -125,7 +127,7 @@ func TestNAT(t *testing.T) {
 			t.Fatalf("connected although the router drops pinhole's replies (%+v)", res)
 		}
 		d := diagnose(t, srv, res.SessionID, true)
-		wantVerdict(t, d, "ice", handlers.VerdictICEFailed, "packets arrived (from "+clientIP+":", "but ICE failed")
+		wantVerdict(t, d, "ice", diagnostics.VerdictICEFailed, "packets arrived (from "+clientIP+":", "but ICE failed")
 	})
 
 	t.Run("large datagrams dropped: fails at the DTLS hop", func(t *testing.T) {
@@ -136,7 +138,7 @@ func TestNAT(t *testing.T) {
 			t.Fatalf("connected although DTLS flights cannot pass (%+v)", res)
 		}
 		d := diagnose(t, srv, res.SessionID, true)
-		wantVerdict(t, d, "dtls", handlers.VerdictDTLSFailed, "ICE connected but DTLS failed")
+		wantVerdict(t, d, "dtls", diagnostics.VerdictDTLSFailed, "ICE connected but DTLS failed")
 		if !strings.Contains(d.Verdict.Fix, "MTU") {
 			t.Errorf("fix does not point at the MTU: %s", d.Verdict.Fix)
 		}
@@ -171,7 +173,7 @@ func TestNAT(t *testing.T) {
 			t.Fatalf("connected without a mapping: the router lets pinhole punch its own hole (%+v)", res)
 		}
 		d := diagnose(t, srv, res.SessionID, true)
-		wantVerdict(t, d, "mapping", handlers.VerdictNoPacket,
+		wantVerdict(t, d, "mapping", diagnostics.VerdictNoPacket,
 			fmt.Sprintf("no packet reached local UDP %d", localPorts[0]),
 			fmt.Sprintf("public %s:%d -> this host's UDP %d", routerPubIP, mappedPorts[0], localPorts[0]))
 		if len(d.RemoteAddrs) != 0 || d.Counters.PacketsIn != 0 {
@@ -190,7 +192,7 @@ func TestNAT(t *testing.T) {
 			t.Fatalf("connected although the advertised port is wrong (%+v)", res)
 		}
 		d := diagnose(t, srv, res.SessionID, true)
-		wantVerdict(t, d, "mapping", handlers.VerdictNoPacket,
+		wantVerdict(t, d, "mapping", diagnostics.VerdictNoPacket,
 			fmt.Sprintf("no packet reached local UDP %d", localPorts[0]),
 			fmt.Sprintf("public %s:%d -> this host's UDP %d", routerPubIP, wrong[0], localPorts[0]))
 	})
@@ -429,7 +431,7 @@ func helperCmd(ctx context.Context, ns, bin, role string, extra ...string) *exec
 }
 
 // server is the pinhole helper process, driven line by line.
-type server struct {
+type serverProc struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Scanner
@@ -437,7 +439,7 @@ type server struct {
 	mu     sync.Mutex
 }
 
-func startServer(t *testing.T, tp *topology, bin string, public []int) *server {
+func startServer(t *testing.T, tp *topology, bin string, public []int) *serverProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var ports []string
@@ -445,7 +447,7 @@ func startServer(t *testing.T, tp *topology, bin string, public []int) *server {
 		ports = append(ports, strconv.Itoa(p))
 	}
 	cmd := helperCmd(ctx, tp.host, bin, "server", "-nattest.public-ports="+strings.Join(ports, ","))
-	s := &server{cmd: cmd, stderr: &bytes.Buffer{}}
+	s := &serverProc{cmd: cmd, stderr: &bytes.Buffer{}}
 	cmd.Stderr = &lockedWriter{w: s.stderr}
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -483,7 +485,7 @@ func startServer(t *testing.T, tp *topology, bin string, public []int) *server {
 }
 
 // read returns the next protocol line.
-func (s *server) read(v any) error {
+func (s *serverProc) read(v any) error {
 	for s.out.Scan() {
 		line, ok := strings.CutPrefix(s.out.Text(), protoPrefix)
 		if ok {
@@ -511,7 +513,7 @@ type reply struct {
 }
 
 // call sends one command and decodes the JSON body of a 200 answer into v.
-func (s *server) call(t *testing.T, req request, v any) {
+func (s *serverProc) call(t *testing.T, req request, v any) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -531,7 +533,7 @@ func (s *server) call(t *testing.T, req request, v any) {
 // diagnose asks pinhole for the session's diagnosis (GET
 // /api/v1/sessions/{id}/diagnosis); waitEnd waits for the session to end
 // first (a broken session is closed by the setup timeout).
-func diagnose(t *testing.T, s *server, id string, waitEnd bool) api.Diagnosis {
+func diagnose(t *testing.T, s *serverProc, id string, waitEnd bool) api.Diagnosis {
 	t.Helper()
 	if id == "" {
 		t.Fatal("the client created no session")
@@ -542,7 +544,7 @@ func diagnose(t *testing.T, s *server, id string, waitEnd bool) api.Diagnosis {
 }
 
 // selfTest runs POST /api/v1/diagnostics/selftest on the server.
-func selfTest(t *testing.T, s *server) api.SelfTestResult {
+func selfTest(t *testing.T, s *serverProc) api.SelfTestResult {
 	t.Helper()
 	var r api.SelfTestResult
 	s.call(t, request{Op: "selftest"}, &r)
@@ -619,8 +621,7 @@ func emit(v any) {
 	fmt.Fprintf(os.Stdout, "%s%s\n", protoPrefix, b)
 }
 
-// serve runs pinhole as main wires it (store, recorder, engine, handlers)
-// on the host namespace, and answers the parent's commands on stdin.
+// serve runs pinhole as main builds it (server.New) in the host namespace, and answers the parent's commands on stdin.
 func serve() error {
 	var public []int
 	for _, p := range strings.Split(*publicPorts, ",") {
@@ -631,25 +632,22 @@ func serve() error {
 		public = append(public, n)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	st := store.NewMemory(store.MemoryOptions{})
-	rec := handlers.NewRecorder(st, log)
-	defer rec.Close()
-	engine, err := media.NewEngine(media.Config{
-		Ports:        localPorts,
-		PublicPorts:  public,
-		PublicIPs:    []string{routerPubIP},
-		PeersPerPort: 1,
-		SetupTimeout: setupTimeout,
-		Logger:       log,
-	}, rec.OnEvent)
+	pin, err := server.New(server.Config{
+		Logger: log,
+		Media: media.Config{
+			Ports:        localPorts,
+			PublicPorts:  public,
+			PublicIPs:    []string{routerPubIP},
+			PeersPerPort: 1,
+			SetupTimeout: setupTimeout,
+		},
+		HTTP: handlers.Config{AutoCreateRooms: true, CORSOrigins: []string{"*"}, PeersPerPort: 1},
+	})
 	if err != nil {
 		return err
 	}
-	defer engine.Close()
-	diag := handlers.NewDiagnostics(handlers.DiagnosticsDeps{Store: st, Engine: engine, Recorder: rec, Logger: log,
-		Config: handlers.DiagnosticsConfig{PublicIPs: []string{routerPubIP}, UDPPorts: localPorts, PublicPorts: public}})
-	h := handlers.New(handlers.Deps{Store: st, Engine: engine, Recorder: rec, Logger: log, Mount: diag.Mount,
-		Config: handlers.Config{AutoCreateRooms: true, CORSOrigins: []string{"*"}, PeersPerPort: 1}})
+	defer pin.Close()
+	h := pin.Handler
 	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", hostIP, httpPort))
 	if err != nil {
 		return err
@@ -685,13 +683,13 @@ func serve() error {
 		case "diagnosis":
 			deadline := time.Now().Add(setupTimeout + 10*time.Second)
 			for req.WaitEnd && time.Now().Before(deadline) {
-				rec.Sync()
-				if s, err := st.GetSession(context.Background(), req.ID); err != nil || s.State == store.StateClosed {
+				pin.Recorder.Sync()
+				if s, err := pin.Store.GetSession(context.Background(), req.ID); err != nil || s.State == store.StateClosed {
 					break
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
-			rec.Sync()
+			pin.Recorder.Sync()
 			emit(do(http.MethodGet, "/api/v1/sessions/"+req.ID+"/diagnosis", ""))
 		default:
 			emit(reply{Error: "unknown op " + req.Op})

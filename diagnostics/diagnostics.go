@@ -1,4 +1,4 @@
-package handlers
+package diagnostics
 
 import (
 	"bufio"
@@ -20,12 +20,13 @@ import (
 
 	"github.com/pinhole-rtc/pinhole/api"
 	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
-// DiagnosticsConfig is what the diagnostics need to know about the
+// Config is what the diagnostics need to know about the
 // deployment beyond the engine: main fills it from the same flags.
-type DiagnosticsConfig struct {
+type Config struct {
 	// PublicIPs, UDPPorts, PublicPorts and BindIP are the --public-ip,
 	// --udp-ports, --public-ports and bind settings the engine runs with.
 	PublicIPs   []string
@@ -33,9 +34,9 @@ type DiagnosticsConfig struct {
 	PublicPorts []int
 	BindIP      string
 	// ICEServers are the configured STUN/TURN servers; the report probes each.
-	ICEServers []ICEServer
+	ICEServers []api.ICEServer
 	// NoPacketAfter and NoMediaAfter tune the session verdicts (see
-	// DiagnosisOptions).
+	// Options).
 	NoPacketAfter, NoMediaAfter time.Duration
 	// SelfTestIPs restricts the self-test client's candidates to these local
 	// addresses; empty means every IPv4 address of the host. Tests set
@@ -49,28 +50,28 @@ type DiagnosticsConfig struct {
 	UDPSockets func() (map[int]bool, error)
 }
 
-// DiagnosticsDeps are the parts of pinhole the diagnostics read. They are
-// the same objects main hands to New.
-type DiagnosticsDeps struct {
+// Deps are the parts of pinhole the diagnostics read: the same objects the
+// HTTP handlers use.
+type Deps struct {
 	Store    store.Store
 	Engine   *media.Engine
-	Recorder *Recorder
+	Sessions *record.Sessions
+	Recorder *record.Recorder
 	Logger   *slog.Logger
-	// Metrics, when set, is served at /metrics.
-	Metrics *Metrics
-	Config  DiagnosticsConfig
+	Config   Config
 }
 
-// Diagnostics serves the diagnostics API: the server report, STUN and TURN
-// probes, the self-test, per-session diagnoses and /metrics. Mount adds its
-// routes to the main router (through Deps.Mount).
+// Diagnostics answers the diagnostics API: the server report, STUN and TURN
+// probes, the self-test and per-session diagnoses. Its Handle* methods are
+// mounted in the route table of package handlers, which declares who may
+// call each and maps their errors to answers.
 type Diagnostics struct {
 	store    store.Store
 	engine   *media.Engine
-	rec      *Recorder
+	sessions *record.Sessions
+	rec      *record.Recorder
 	log      *slog.Logger
-	metrics  *Metrics
-	cfg      DiagnosticsConfig
+	cfg      Config
 	validate *api.Validator
 	// selftest allows one self-test at a time: each holds a lease.
 	selftest sync.Mutex
@@ -84,8 +85,8 @@ type Diagnostics struct {
 // checking a setup runs one or two.
 const maxConcurrentProbes = 8
 
-// NewDiagnostics builds the diagnostics handlers.
-func NewDiagnostics(d DiagnosticsDeps) *Diagnostics {
+// New builds the diagnostics.
+func New(d Deps) *Diagnostics {
 	log := d.Logger
 	if log == nil {
 		log = slog.Default()
@@ -97,48 +98,11 @@ func NewDiagnostics(d DiagnosticsDeps) *Diagnostics {
 	if cfg.UDPSockets == nil {
 		cfg.UDPSockets = procUDPSockets
 	}
-	return &Diagnostics{store: d.Store, engine: d.Engine, rec: d.Recorder, log: log,
-		metrics: d.Metrics, cfg: cfg, validate: api.NewValidator(), probes: make(chan struct{}, maxConcurrentProbes)}
+	return &Diagnostics{store: d.Store, engine: d.Engine, sessions: d.Sessions, rec: d.Recorder, log: log,
+		cfg: cfg, validate: api.NewValidator(), probes: make(chan struct{}, maxConcurrentProbes)}
 }
 
-// Mount adds the diagnostics routes to r, one line each.
-func (d *Diagnostics) Mount(r chi.Router) {
-	h := d.handlerFunc
-	r.Get("/api/v1/diagnostics", h(d.handleReport))                // server report: config, ports, ICE servers
-	r.Post("/api/v1/diagnostics/stun", h(d.handleSTUN))            // STUN probe (default 5 s)
-	r.Post("/api/v1/diagnostics/turn", h(d.handleTURN))            // TURN allocation probe (default 8 s)
-	r.Post("/api/v1/diagnostics/selftest", h(d.handleSelfTest))    // internal client through the public address
-	r.Get("/api/v1/sessions/{id}/diagnosis", h(d.handleDiagnosis)) // timeline and verdict of a session
-	if d.metrics != nil {
-		r.Get("/metrics", d.metrics.Handler().ServeHTTP) // Prometheus text format
-	}
-}
-
-func (d *Diagnostics) handlerFunc(h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		err := h(w, r)
-		if err == nil {
-			return
-		}
-		e, ok := api.AsError(err)
-		switch {
-		case ok:
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, media.ErrSessionNotFound):
-			e = api.Errorf(http.StatusNotFound, "session not found")
-		case errors.Is(err, media.ErrNoPortAvailable):
-			e = api.Errorf(http.StatusServiceUnavailable, "no UDP port is free for the self-test; retry when a session ends").WithHeader("Retry-After", "5")
-		default:
-			e = api.Internal(err)
-		}
-		if e.Status >= 500 {
-			d.log.ErrorContext(r.Context(), "diagnostics request failed", "path", r.URL.Path, "status", e.Status,
-				"request_id", RequestID(r.Context()), "err", err)
-		}
-		api.WriteProblem(w, r, e)
-	}
-}
-
-// handleDiagnosis answers GET /api/v1/sessions/{id}/diagnosis: the session's
+// HandleDiagnosis answers GET /api/v1/sessions/{id}/diagnosis: the session's
 // timeline and verdict, for live sessions and for ended ones the store
 // still keeps.
 //
@@ -149,23 +113,26 @@ func (d *Diagnostics) handlerFunc(h func(http.ResponseWriter, *http.Request) err
 //	@Success	200	{object}	api.Diagnosis
 //	@Failure	404	{object}	api.Problem
 //	@Router		/api/v1/sessions/{id}/diagnosis [get]
-func (d *Diagnostics) handleDiagnosis(w http.ResponseWriter, r *http.Request) error {
+func (d *Diagnostics) HandleDiagnosis(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
-	if !validSessionID(id) {
+	if !record.ValidID(id) {
 		return api.Errorf(http.StatusNotFound, "session not found")
 	}
 	s, err := d.store.GetSession(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return api.Errorf(http.StatusNotFound, "session not found")
+	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, Diagnose(s, d.diagOpts()))
+	return api.WriteJSON(w, http.StatusOK, Diagnose(s, d.diagOpts()))
 }
 
-func (d *Diagnostics) diagOpts() DiagnosisOptions {
-	return DiagnosisOptions{NoPacketAfter: d.cfg.NoPacketAfter, NoMediaAfter: d.cfg.NoMediaAfter}
+func (d *Diagnostics) diagOpts() Options {
+	return Options{NoPacketAfter: d.cfg.NoPacketAfter, NoMediaAfter: d.cfg.NoMediaAfter}
 }
 
-// handleSTUN answers POST /api/v1/diagnostics/stun.
+// HandleSTUN answers POST /api/v1/diagnostics/stun.
 //
 //	@Summary	Probe a STUN server (binding request; default timeout 5 s)
 //	@Tags		diagnostics
@@ -177,7 +144,7 @@ func (d *Diagnostics) diagOpts() DiagnosisOptions {
 //	@Security	AdminToken
 //	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router		/api/v1/diagnostics/stun [post]
-func (d *Diagnostics) handleSTUN(w http.ResponseWriter, r *http.Request) error {
+func (d *Diagnostics) HandleSTUN(w http.ResponseWriter, r *http.Request) error {
 	var req api.STUNProbeRequest
 	if err := api.DecodeJSON(w, r, d.validate, &req); err != nil {
 		return err
@@ -188,10 +155,10 @@ func (d *Diagnostics) handleSTUN(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	res := media.ProbeSTUN(r.Context(), req.URL, time.Duration(req.TimeoutMillis)*time.Millisecond)
-	return writeJSON(w, http.StatusOK, stunResult(res))
+	return api.WriteJSON(w, http.StatusOK, stunResult(res))
 }
 
-// handleTURN answers POST /api/v1/diagnostics/turn.
+// HandleTURN answers POST /api/v1/diagnostics/turn.
 //
 //	@Summary	Probe a TURN server (allocation; default timeout 8 s)
 //	@Tags		diagnostics
@@ -203,7 +170,7 @@ func (d *Diagnostics) handleSTUN(w http.ResponseWriter, r *http.Request) error {
 //	@Security	AdminToken
 //	@Failure	401	{object}	api.Problem	"Admin token missing or wrong (--admin-token)"
 //	@Router		/api/v1/diagnostics/turn [post]
-func (d *Diagnostics) handleTURN(w http.ResponseWriter, r *http.Request) error {
+func (d *Diagnostics) HandleTURN(w http.ResponseWriter, r *http.Request) error {
 	var req api.TURNProbeRequest
 	if err := api.DecodeJSON(w, r, d.validate, &req); err != nil {
 		return err
@@ -215,7 +182,7 @@ func (d *Diagnostics) handleTURN(w http.ResponseWriter, r *http.Request) error {
 	defer release()
 	res := media.ProbeTURN(r.Context(), media.TURNProbe{URL: req.URL, Username: req.Username, Credential: req.Credential,
 		Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond})
-	return writeJSON(w, http.StatusOK, turnResult(res))
+	return api.WriteJSON(w, http.StatusOK, turnResult(res))
 }
 
 // acquireProbe takes a probe slot or answers 429.
@@ -240,7 +207,7 @@ func turnResult(r media.TURNResult) api.TURNProbeResult {
 		Class: string(r.Class), Error: r.Error, Fix: r.Fix}
 }
 
-// handleReport answers GET /api/v1/diagnostics. ?probes=false skips the
+// HandleReport answers GET /api/v1/diagnostics. ?probes=false skips the
 // STUN/TURN probes (they take up to 8 s when a server does not answer).
 //
 //	@Summary	Server report: configuration sanity, ports, ICE servers
@@ -249,7 +216,7 @@ func turnResult(r media.TURNResult) api.TURNProbeResult {
 //	@Param		probes	query		bool	false	"probe the configured ICE servers (default true)"
 //	@Success	200		{object}	api.DiagnosticsReport
 //	@Router		/api/v1/diagnostics [get]
-func (d *Diagnostics) handleReport(w http.ResponseWriter, r *http.Request) error {
+func (d *Diagnostics) HandleReport(w http.ResponseWriter, r *http.Request) error {
 	probes := true
 	if v := r.URL.Query().Get("probes"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -258,7 +225,7 @@ func (d *Diagnostics) handleReport(w http.ResponseWriter, r *http.Request) error
 		}
 		probes = b
 	}
-	return writeJSON(w, http.StatusOK, d.Report(r.Context(), probes))
+	return api.WriteJSON(w, http.StatusOK, d.Report(r.Context(), probes))
 }
 
 // Report runs the server checks.
@@ -383,10 +350,10 @@ func (d *Diagnostics) portRangeCheck() api.Check {
 	case len(local) == 0:
 		c.Status, c.Seen, c.Fix = api.StatusFail, "no --udp-ports", "set --udp-ports, e.g. 10111-10115"
 	case len(public) == 0:
-		c.Status, c.Seen = api.StatusOK, fmt.Sprintf("public ports are the local ports %s: forward each public port to the same local port", portSpan(local))
+		c.Status, c.Seen = api.StatusOK, fmt.Sprintf("public ports are the local ports %s: forward each public port to the same local port", media.FormatPorts(local))
 	case len(public) != len(local):
 		c.Status = api.StatusFail
-		c.Seen = fmt.Sprintf("%d public ports (%s) for %d local ports (%s)", len(public), portSpan(public), len(local), portSpan(local))
+		c.Seen = fmt.Sprintf("%d public ports (%s) for %d local ports (%s)", len(public), media.FormatPorts(public), len(local), media.FormatPorts(local))
 		c.Fix = "give --public-ports exactly as many ports as --udp-ports, in the order the router pairs them"
 	default:
 		c.Status = api.StatusOK
@@ -396,24 +363,10 @@ func (d *Diagnostics) portRangeCheck() api.Check {
 		}
 		c.Seen = "the router must forward public UDP " + strings.Join(pairs, ", ")
 		if slices.Equal(local, public) {
-			c.Seen = "public ports equal the local ports " + portSpan(local)
+			c.Seen = "public ports equal the local ports " + media.FormatPorts(local)
 		}
 	}
 	return c
-}
-
-func portSpan(ps []int) string {
-	if len(ps) == 0 {
-		return ""
-	}
-	if ps[len(ps)-1]-ps[0] == len(ps)-1 {
-		return fmt.Sprintf("%d-%d", ps[0], ps[len(ps)-1])
-	}
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = strconv.Itoa(p)
-	}
-	return strings.Join(s, ",")
 }
 
 // portChecks: every port of the range is leased (and listening) or free to

@@ -1,4 +1,4 @@
-package handlers
+package diagnostics
 
 import (
 	"strings"
@@ -91,7 +91,7 @@ func TestDiagnose(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := Diagnose(tc.s, DiagnosisOptions{Now: t0.Add(tc.now)})
+			d := Diagnose(tc.s, Options{Now: t0.Add(tc.now)})
 			v := d.Verdict
 			if v.Status != tc.status || v.Code != tc.code || v.Hop != tc.hop {
 				t.Fatalf("verdict %+v, want status %s code %s hop %s", v, tc.status, tc.code, tc.hop)

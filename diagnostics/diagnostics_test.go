@@ -1,4 +1,4 @@
-package handlers
+package diagnostics_test
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"path"
 	"strconv"
@@ -17,58 +16,39 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
-	"github.com/pinhole-rtc/pinhole/media"
+	"github.com/pinhole-rtc/pinhole/diagnostics"
+	"github.com/pinhole-rtc/pinhole/internal/servertest"
+	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
-	"github.com/pinhole-rtc/pinhole/store"
 )
 
-// diagEnv is testEnv wired as main wires diagnostics: metrics observe the
-// engine's events next to the recorder, and Diagnostics is mounted.
+// diagEnv is a whole pinhole (internal/servertest) on 3 ports, with the
+// diagnostics told this host has a LAN address besides loopback.
 type diagEnv struct {
-	*testEnv
-	diag    *Diagnostics
-	metrics *Metrics
+	*servertest.Env
+	diag *diagnostics.Diagnostics
 }
 
-func newDiagEnv(t *testing.T, cfg DiagnosticsConfig) *diagEnv {
+func (e *diagEnv) do(method, path string, body string, header ...string) (*http.Response, string) {
+	e.T.Helper()
+	return e.Do(method, path, body, header...)
+}
+
+func newDiagEnv(t *testing.T, cfg diagnostics.Config) *diagEnv {
 	t.Helper()
-	log := testLogger(t)
-	st := store.NewMemory(store.MemoryOptions{})
-	rec := NewRecorder(st, log)
-	opts := DiagnosisOptions{NoPacketAfter: cfg.NoPacketAfter, NoMediaAfter: cfg.NoMediaAfter}
-	m, err := NewMetrics(nil, st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports := freePorts(t, 3)
-	eng, err := media.NewEngine(media.Config{
-		Ports: ports, PublicIPs: []string{"127.0.0.1"}, BindIP: "127.0.0.1", PeersPerPort: 1,
-		SetupTimeout: 5 * time.Second, ICEDisconnectedTimeout: time.Second, ICEFailedTimeout: 2 * time.Second,
-		ICEKeepalive: 200 * time.Millisecond, Logger: log,
-	}, func(ev media.Event) { rec.OnEvent(ev); m.Observe(ev) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.SetEngine(eng)
-	cfg.PublicIPs, cfg.UDPPorts, cfg.BindIP = []string{"127.0.0.1"}, ports, "127.0.0.1"
+	sc := servertest.Defaults(t, 3, testnet.HandlersLo, testnet.HandlersHi)
+	sc.Media.SetupTimeout = 5 * time.Second
+	cfg.PublicIPs, cfg.UDPPorts, cfg.BindIP = sc.Media.PublicIPs, sc.Media.Ports, sc.Media.BindIP
 	cfg.SelfTestIPs = []net.IP{net.IPv4(127, 0, 0, 1)}
 	if cfg.Interfaces == nil {
 		cfg.Interfaces = func() ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.1.20")}, nil
 		}
 	}
-	diag := NewDiagnostics(DiagnosticsDeps{Store: st, Engine: eng, Recorder: rec, Logger: log, Metrics: m, Config: cfg})
-	h := New(Deps{Store: st, Engine: eng, Recorder: rec, Logger: log, Mount: diag.Mount,
-		Config: Config{CORSOrigins: []string{"*"}, AutoCreateRooms: true, ICEServers: cfg.ICEServers}})
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		if err := eng.Close(); err != nil {
-			t.Errorf("engine close: %v", err)
-		}
-		rec.Close()
-	})
-	return &diagEnv{testEnv: &testEnv{t: t, srv: srv, store: st, engine: eng, rec: rec, ports: ports}, diag: diag, metrics: m}
+	sc.Diagnostics = cfg
+	sc.HTTP.ICEServers = cfg.ICEServers
+	e := servertest.Start(t, sc)
+	return &diagEnv{Env: e, diag: e.Diagnostics}
 }
 
 // startTestTURN runs a pion/turn server on loopback (it answers STUN
@@ -115,13 +95,13 @@ func decode[T any](t *testing.T) func(*http.Response, string) T {
 
 func TestDiagnosticsReport(t *testing.T) {
 	turnAddr := startTestTURN(t, "alice", "secret")
-	e := newDiagEnv(t, DiagnosticsConfig{ICEServers: []ICEServer{
+	e := newDiagEnv(t, diagnostics.Config{ICEServers: []api.ICEServer{
 		{URL: "stun:" + turnAddr},
 		{URL: "turn:" + turnAddr, Username: "alice", Credential: "secret"},
 		{URL: "turn:" + turnAddr, Username: "alice", Credential: "wrong"},
 	}})
 	// Another program holding a port of the range shows up as a failure.
-	squatter, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(e.ports[2]))
+	squatter, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(e.Ports[2]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,8 +118,8 @@ func TestDiagnosticsReport(t *testing.T) {
 		"bind-ip":                          api.StatusOK,
 		"port-ranges":                      api.StatusOK,
 		"leases":                           api.StatusOK,
-		"port-" + strconv.Itoa(e.ports[0]): api.StatusOK,
-		"port-" + strconv.Itoa(e.ports[2]): api.StatusFail,
+		"port-" + strconv.Itoa(e.Ports[0]): api.StatusOK,
+		"port-" + strconv.Itoa(e.Ports[2]): api.StatusFail,
 		"ice-server-0":                     api.StatusOK,
 		"ice-server-1":                     api.StatusOK,
 		"ice-server-2":                     api.StatusFail,
@@ -155,7 +135,7 @@ func TestDiagnosticsReport(t *testing.T) {
 	if c := byID["ice-server-2"]; !strings.Contains(c.Seen, "auth-refused") || c.Fix == "" {
 		t.Errorf("bad TURN credentials: %+v", c)
 	}
-	if c := byID["port-"+strconv.Itoa(e.ports[2])]; !strings.Contains(c.Fix, "another program") {
+	if c := byID["port-"+strconv.Itoa(e.Ports[2])]; !strings.Contains(c.Fix, "another program") {
 		t.Errorf("squatted port: %+v", c)
 	}
 
@@ -165,50 +145,14 @@ func TestDiagnosticsReport(t *testing.T) {
 		t.Fatal("no checks")
 	}
 	resp, body := e.do("GET", "/api/v1/diagnostics?probes=maybe", "")
-	if p := problem(t, resp, body, 400); !fieldNamed(p, "probes") {
+	if p := servertest.Problem(t, resp, body, 400); !servertest.FieldNamed(p, "probes") {
 		t.Errorf("problem %v", p)
-	}
-}
-
-func TestDiagnosticsPublicIPChecks(t *testing.T) {
-	local := []netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("127.0.0.1")}
-	cases := []struct {
-		ips    []string
-		status string
-		seen   string
-	}{
-		{nil, api.StatusWarn, "no --public-ip"},
-		{[]string{"10.0.0.5"}, api.StatusOK, "is an address of this host"},
-		{[]string{"51.161.209.200"}, api.StatusOK, "a NAT, port forward or tunnel must forward UDP"},
-		{[]string{"192.168.7.1"}, api.StatusWarn, "private address but not one of this host"},
-		{[]string{"0.0.0.0"}, api.StatusFail, "cannot be a candidate"},
-	}
-	for _, tc := range cases {
-		d := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{PublicIPs: tc.ips}})
-		c := d.publicIPChecks(local)[0]
-		if c.Status != tc.status || !strings.Contains(c.Seen, tc.seen) {
-			t.Errorf("%v: %+v", tc.ips, c)
-		}
-	}
-	if c, _ := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{BindIP: "10.9.9.9"}}).bindIPCheck(local); c.Status != api.StatusFail {
-		t.Errorf("foreign bind address: %+v", c)
-	}
-	if _, ok := NewDiagnostics(DiagnosticsDeps{}).bindIPCheck(local); ok {
-		t.Error("a bind check without a bind address")
-	}
-	d := NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{UDPPorts: []int{10111, 10112}, PublicPorts: []int{20111}}})
-	if c := d.portRangeCheck(); c.Status != api.StatusFail {
-		t.Errorf("mismatched ranges: %+v", c)
-	}
-	d = NewDiagnostics(DiagnosticsDeps{Config: DiagnosticsConfig{UDPPorts: []int{10111, 10112}, PublicPorts: []int{20111, 20112}}})
-	if c := d.portRangeCheck(); c.Status != api.StatusOK || !strings.Contains(c.Seen, "20111->10111") {
-		t.Errorf("mapped ranges: %+v", c)
 	}
 }
 
 func TestDiagnosticsProbes(t *testing.T) {
 	turnAddr := startTestTURN(t, "alice", "secret")
-	e := newDiagEnv(t, DiagnosticsConfig{})
+	e := newDiagEnv(t, diagnostics.Config{})
 	stun := decode[api.STUNProbeResult](t)(e.do("POST", "/api/v1/diagnostics/stun", `{"url":"stun:`+turnAddr+`"}`))
 	if !stun.Reachable || !strings.HasPrefix(stun.MappedAddr, "127.0.0.1:") {
 		t.Errorf("stun %+v", stun)
@@ -224,17 +168,13 @@ func TestDiagnosticsProbes(t *testing.T) {
 		t.Errorf("turn %+v", bad)
 	}
 	// With every probe slot taken, a probe is refused at once, not queued.
-	for range maxConcurrentProbes {
-		e.diag.probes <- struct{}{}
-	}
+	release := diagnostics.TakeProbeSlots(e.diag)
 	resp, body := e.do("POST", "/api/v1/diagnostics/stun", `{"url":"stun:`+turnAddr+`"}`)
-	problem(t, resp, body, http.StatusTooManyRequests)
+	servertest.Problem(t, resp, body, http.StatusTooManyRequests)
 	if resp.Header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
-	for range maxConcurrentProbes {
-		<-e.diag.probes
-	}
+	release()
 	for _, tc := range []struct{ path, body, field string }{
 		{"/api/v1/diagnostics/stun", `{}`, "url"},
 		{"/api/v1/diagnostics/stun", `{"url":"stun:x","timeout_ms":5}`, "timeout_ms"},
@@ -242,14 +182,14 @@ func TestDiagnosticsProbes(t *testing.T) {
 		{"/api/v1/diagnostics/turn", `{"url":"turn:x","username":"a","bogus":1}`, "bogus"},
 	} {
 		resp, body := e.do("POST", tc.path, tc.body, "Content-Type", "application/json")
-		if p := problem(t, resp, body, 400); !fieldNamed(p, tc.field) {
+		if p := servertest.Problem(t, resp, body, 400); !servertest.FieldNamed(p, tc.field) {
 			t.Errorf("%s %s: %v", tc.path, tc.body, p)
 		}
 	}
 }
 
 func TestSelfTestAndMetrics(t *testing.T) {
-	e := newDiagEnv(t, DiagnosticsConfig{})
+	e := newDiagEnv(t, diagnostics.Config{})
 	res := decode[api.SelfTestResult](t)(e.do("POST", "/api/v1/diagnostics/selftest", ""))
 	if res.Status != api.StatusOK || res.Diagnosis == nil || res.Diagnosis.Verdict.Status != api.StatusOK {
 		t.Fatalf("self-test %+v", res)
@@ -264,7 +204,7 @@ func TestSelfTestAndMetrics(t *testing.T) {
 		t.Errorf("kept diagnosis %+v", d.Verdict)
 	}
 	// Every port is free again.
-	if free, total := e.engine.Capacity(); free != total {
+	if free, total := e.Engine.Capacity(); free != total {
 		t.Errorf("lease leaked: %d of %d free", free, total)
 	}
 
@@ -295,13 +235,13 @@ func TestSelfTestAndMetrics(t *testing.T) {
 }
 
 func TestSessionDiagnosis(t *testing.T) {
-	e := newDiagEnv(t, DiagnosticsConfig{NoPacketAfter: time.Second})
+	e := newDiagEnv(t, diagnostics.Config{NoPacketAfter: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	t.Run("healthy publisher", func(t *testing.T) {
 		pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
-		res, err := mediatest.Negotiate(ctx, e.srv.Client(), e.srv.URL+"/whip/diag", pub, nil)
+		res, err := mediatest.Negotiate(ctx, e.Srv.Client(), e.Srv.URL+"/whip/diag", pub, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -350,14 +290,14 @@ func TestSessionDiagnosis(t *testing.T) {
 		time.Sleep(1200 * time.Millisecond)
 		d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
 		noPacket := fmt.Sprintf("no packet reached local UDP %d", d.Lease.LocalPort)
-		if d.Verdict.Code != VerdictNoPacket || d.Verdict.Hop != "mapping" || !strings.Contains(d.Verdict.Summary, noPacket) {
+		if d.Verdict.Code != diagnostics.VerdictNoPacket || d.Verdict.Hop != "mapping" || !strings.Contains(d.Verdict.Summary, noPacket) {
 			t.Errorf("after 1.2 s: %+v", d.Verdict)
 		}
 		if resp, _ := e.do("DELETE", loc, ""); resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("delete %d", resp.StatusCode)
 		}
 		d = decode[api.Diagnosis](t)(e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", ""))
-		if d.State != "closed" || d.Verdict.Code != VerdictNoPacket {
+		if d.State != "closed" || d.Verdict.Code != diagnostics.VerdictNoPacket {
 			t.Errorf("after delete: state %s %+v", d.State, d.Verdict)
 		}
 		// The engine's closed event reaches Metrics, which counts the verdict.
@@ -378,7 +318,7 @@ func TestSessionDiagnosis(t *testing.T) {
 	t.Run("unknown sessions", func(t *testing.T) {
 		for _, id := range []string{"0123456789abcdef0123456789abcdef", "nope"} {
 			resp, body := e.do("GET", "/api/v1/sessions/"+id+"/diagnosis", "")
-			problem(t, resp, body, 404)
+			servertest.Problem(t, resp, body, 404)
 		}
 	})
 }

@@ -1,33 +1,30 @@
-package handlers
+// Package metrics is pinhole's Prometheus instrumentation. Counters and
+// histograms move on the transitions of session records (Observe is a
+// record.Observer: it sees each update as before/after); gauges are read at
+// scrape time from the store's counts and the engine's leases. It keeps no
+// session records of its own.
+package metrics
 
 import (
 	"context"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/pinhole-rtc/pinhole/diagnostics"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/store"
 )
 
-// maxTracked bounds the sessions Metrics follows at once; beyond it new
-// sessions are counted but not diagnosed at close (far above what a port
-// range of a few hundred ports can hold).
-const maxTracked = 10000
-
-// Metrics is pinhole's Prometheus instrumentation. It lives on the registry
-// it is given (never the global default one), learns from the engine's
-// events through Observe, and reads sessions and leases at scrape time.
+// Metrics lives on the registry it is given (never the global default).
 type Metrics struct {
 	reg    *prometheus.Registry
 	store  store.Store
-	engine atomic.Pointer[media.Engine]
-	opts   DiagnosisOptions
+	engine *media.Engine
+	opts   diagnostics.Options
 
 	setup    prometheus.Histogram
 	connect  prometheus.Histogram
@@ -39,22 +36,13 @@ type Metrics struct {
 	sessionsDesc *prometheus.Desc
 	portsDesc    *prometheus.Desc
 	capDesc      *prometheus.Desc
-
-	mu   sync.Mutex
-	live map[string]*tracked
 }
 
-// tracked is Metrics' own light record of a live session: enough to time
-// its milestones and to diagnose it when it closes.
-type tracked struct {
-	rec  store.Session
-	last media.Counters
-}
-
-// NewMetrics registers pinhole's metrics on reg (nil: a new registry, with
-// the Go and process collectors). st is read at scrape time for the
-// sessions by role and state; opts tune the verdicts counted at close.
-func NewMetrics(reg *prometheus.Registry, st store.Store, opts DiagnosisOptions) (*Metrics, error) {
+// New registers pinhole's metrics on reg (nil: a new registry, with the Go
+// and process collectors). st and engine are read at scrape time (engine
+// may be set later with SetEngine); opts tune the verdicts counted at
+// close.
+func New(reg *prometheus.Registry, st store.Store, opts diagnostics.Options) (*Metrics, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -63,7 +51,7 @@ func NewMetrics(reg *prometheus.Registry, st store.Store, opts DiagnosisOptions)
 	// milliseconds); connection takes a round trip or a few, up to the
 	// setup timeout (30 s) when a path is slow or broken.
 	m := &Metrics{
-		reg: reg, store: st, opts: opts, live: map[string]*tracked{},
+		reg: reg, store: st, opts: opts,
 		setup: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "pinhole", Name: "session_setup_seconds",
 			Help:    "Time from the offer arriving to the answer being ready.",
@@ -106,9 +94,9 @@ func NewMetrics(reg *prometheus.Registry, st store.Store, opts DiagnosisOptions)
 	return m, nil
 }
 
-// SetEngine gives Metrics the engine to read leases from. The engine is
-// built after Metrics because Observe is part of its event callback.
-func (m *Metrics) SetEngine(e *media.Engine) { m.engine.Store(e) }
+// SetEngine gives Metrics the engine to read leases from: the engine is
+// built after Metrics, because Observe is part of its event path.
+func (m *Metrics) SetEngine(e *media.Engine) { m.engine = e }
 
 // Registry returns the registry the metrics live on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
@@ -118,67 +106,44 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Observe learns from one engine event. Called from Pion goroutines through
-// the engine's callback: it only takes a short lock.
-func (m *Metrics) Observe(ev media.Event) {
-	at := ev.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	m.mu.Lock()
-	t := m.live[ev.SessionID]
-	if t == nil {
-		if ev.Kind == media.EventClosed || len(m.live) >= maxTracked {
-			m.mu.Unlock()
-			return
+// Observe counts what one record update changed. It is a record.Observer.
+func (m *Metrics) Observe(before, after store.Session) {
+	if !hasEvent(before, "answer") {
+		if at, ok := eventAt(after, "answer"); ok {
+			m.setup.Observe(at.Sub(after.CreatedAt).Seconds())
 		}
-		t = &tracked{rec: store.Session{ID: ev.SessionID, Room: ev.Room, Role: store.Role(ev.Role), State: store.StateNew, CreatedAt: at}}
-		m.live[ev.SessionID] = t
 	}
-	s := &t.rec
-	var diag *store.Session
-	switch ev.Kind {
-	case media.EventTimeline:
-		if ev.Name == "answer" {
-			m.setup.Observe(at.Sub(s.CreatedAt).Seconds())
-		}
-		addTimeline(s, store.Event{At: at, Kind: ev.Name, Detail: ev.Detail})
-	case media.EventState:
-		if s.SetState(store.State(ev.State), at) && ev.State == string(store.StateConnected) && !everConnected(s) {
-			m.connect.Observe(at.Sub(s.CreatedAt).Seconds())
-		}
-	case media.EventRemoteAddr:
-		s.AddRemoteAddr(ev.Detail)
-	case media.EventSelectedPair:
-		s.SelectedPair = ev.Detail
-	case media.EventCounters:
-		c := ev.Counters
-		m.packets.WithLabelValues("in").Add(float64(delta(c.PacketsIn, t.last.PacketsIn)))
-		m.bytes.WithLabelValues("in").Add(float64(delta(c.BytesIn, t.last.BytesIn)))
-		m.packets.WithLabelValues("out").Add(float64(delta(c.PacketsOut, t.last.PacketsOut)))
-		m.bytes.WithLabelValues("out").Add(float64(delta(c.BytesOut, t.last.BytesOut)))
-		t.last = c
-		s.Counters = store.Counters(c)
-	case media.EventClosed:
-		s.CloseReason = ev.Detail
-		s.SetState(store.StateClosed, at)
-		addTimeline(s, store.Event{At: at, Kind: "closed", Detail: ev.Detail})
-		delete(m.live, ev.SessionID)
-		cp := *s
-		diag = &cp
+	if after.State == store.StateConnected && before.State != store.StateConnected && !everConnected(before) {
+		m.connect.Observe(lastTransition(after).Sub(after.CreatedAt).Seconds())
 	}
-	m.mu.Unlock()
-	if diag != nil {
-		m.closed.WithLabelValues(string(diag.Role)).Inc()
-		if v := Diagnose(*diag, m.opts).Verdict; v.Status == "fail" {
+	m.packets.WithLabelValues("in").Add(float64(delta(after.Counters.PacketsIn, before.Counters.PacketsIn)))
+	m.bytes.WithLabelValues("in").Add(float64(delta(after.Counters.BytesIn, before.Counters.BytesIn)))
+	m.packets.WithLabelValues("out").Add(float64(delta(after.Counters.PacketsOut, before.Counters.PacketsOut)))
+	m.bytes.WithLabelValues("out").Add(float64(delta(after.Counters.BytesOut, before.Counters.BytesOut)))
+	if after.State == store.StateClosed && before.State != store.StateClosed {
+		m.closed.WithLabelValues(string(after.Role)).Inc()
+		if v := diagnostics.Diagnose(after, m.opts).Verdict; v.Status == "fail" {
 			m.failures.WithLabelValues(v.Code).Inc()
 		}
 	}
 }
 
-// everConnected reports whether s was connected before its last transition.
-func everConnected(s *store.Session) bool {
-	for _, t := range s.Transitions[:len(s.Transitions)-1] {
+func hasEvent(s store.Session, kind string) bool {
+	_, ok := eventAt(s, kind)
+	return ok
+}
+
+func eventAt(s store.Session, kind string) (time.Time, bool) {
+	for _, e := range s.Events {
+		if e.Kind == kind {
+			return e.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func everConnected(s store.Session) bool {
+	for _, t := range s.Transitions {
 		if t.State == store.StateConnected {
 			return true
 		}
@@ -186,8 +151,15 @@ func everConnected(s *store.Session) bool {
 	return false
 }
 
+func lastTransition(s store.Session) time.Time {
+	if len(s.Transitions) == 0 {
+		return s.UpdatedAt
+	}
+	return s.Transitions[len(s.Transitions)-1].At
+}
+
 // delta is how much a cumulative counter grew; counters of one session
-// never shrink, but a restarted count must not subtract.
+// never shrink, but a reset count must not subtract.
 func delta(now, before uint64) uint64 {
 	if now < before {
 		return now
@@ -203,29 +175,23 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector: sessions by role and state from
-// the store, leases from the engine.
+// the store's counts (nothing is copied), leases from the engine.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if m.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		sessions, err := m.store.ListSessions(ctx, store.SessionFilter{IncludeClosed: true})
-		cancel()
-		if err == nil {
-			counts := map[[2]string]int{}
-			for _, role := range []store.Role{store.RolePublisher, store.RoleViewer} {
-				for _, st := range []store.State{store.StateNew, store.StateConnecting, store.StateConnected,
-					store.StateDisconnected, store.StateFailed, store.StateClosed} {
-					counts[[2]string{string(role), string(st)}] = 0
+		defer cancel()
+		for _, role := range []store.Role{store.RolePublisher, store.RoleViewer} {
+			for _, st := range []store.State{store.StateNew, store.StateConnecting, store.StateConnected,
+				store.StateDisconnected, store.StateFailed, store.StateClosed} {
+				n, err := m.store.CountSessions(ctx, store.SessionFilter{Role: role, State: st})
+				if err != nil {
+					return
 				}
-			}
-			for _, s := range sessions {
-				counts[[2]string{string(s.Role), string(s.State)}]++
-			}
-			for k, n := range counts {
-				ch <- prometheus.MustNewConstMetric(m.sessionsDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
+				ch <- prometheus.MustNewConstMetric(m.sessionsDesc, prometheus.GaugeValue, float64(n), string(role), string(st))
 			}
 		}
 	}
-	if e := m.engine.Load(); e != nil {
+	if e := m.engine; e != nil {
 		leased, free := 0, 0
 		for _, p := range e.Ports() {
 			if p.Leased {

@@ -1,4 +1,4 @@
-package handlers
+package diagnostics
 
 import (
 	"fmt"
@@ -35,8 +35,8 @@ const (
 	VerdictConnectionLost = "connection-lost"
 )
 
-// DiagnosisOptions tune Diagnose.
-type DiagnosisOptions struct {
+// Options tune Diagnose.
+type Options struct {
 	// Now is the time a live session is judged at; zero means time.Now().
 	Now time.Time
 	// NoPacketAfter: a session with no packet on its leased port this long
@@ -102,7 +102,7 @@ func (f sessionFacts) since(kind string) time.Duration {
 // first broken hop (signaling, mapping, ICE, DTLS, media) with the fix. It is
 // a pure function of the record, so it works the same for live sessions, for
 // ended ones kept in the store, and in tests.
-func Diagnose(s store.Session, opts DiagnosisOptions) api.Diagnosis {
+func Diagnose(s store.Session, opts Options) api.Diagnosis {
 	now := opts.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -135,7 +135,7 @@ func Diagnose(s store.Session, opts DiagnosisOptions) api.Diagnosis {
 		})
 	}
 
-	hops := []func(sessionFacts, DiagnosisOptions) (api.Hop, *api.Verdict){
+	hops := []func(sessionFacts, Options) (api.Hop, *api.Verdict){
 		signalingHop, mappingHop, iceHop, dtlsHop, mediaHop,
 	}
 	var verdict *api.Verdict
@@ -161,7 +161,7 @@ func Diagnose(s store.Session, opts DiagnosisOptions) api.Diagnosis {
 	return d
 }
 
-func signalingHop(f sessionFacts, _ DiagnosisOptions) (api.Hop, *api.Verdict) {
+func signalingHop(f sessionFacts, _ Options) (api.Hop, *api.Verdict) {
 	h := api.Hop{Name: "signaling"}
 	if f.has("answer") {
 		h.Status, h.Detail = api.StatusOK, "offer received, answer sent: "+f.first["answer"].Detail
@@ -194,7 +194,7 @@ func clientCandidates(f sessionFacts) (n int, list string) {
 	return n, list
 }
 
-func mappingHop(f sessionFacts, o DiagnosisOptions) (api.Hop, *api.Verdict) {
+func mappingHop(f sessionFacts, o Options) (api.Hop, *api.Verdict) {
 	h := api.Hop{Name: "mapping"}
 	local, public := f.s.Lease.LocalPort, f.s.Lease.PublicAddr
 	if e, ok := f.first["first-packet"]; ok {
@@ -243,7 +243,7 @@ func orNone(s string) string {
 	return s
 }
 
-func iceHop(f sessionFacts, _ DiagnosisOptions) (api.Hop, *api.Verdict) {
+func iceHop(f sessionFacts, _ Options) (api.Hop, *api.Verdict) {
 	h := api.Hop{Name: "ice"}
 	if f.has("ice-connected") || f.everConn {
 		h.Status = api.StatusOK
@@ -268,7 +268,7 @@ func iceHop(f sessionFacts, _ DiagnosisOptions) (api.Hop, *api.Verdict) {
 			"and that no firewall drops UDP from local port %d to the client", f.s.Lease.LocalPort, orNone(f.s.Lease.PublicAddr), f.s.Lease.LocalPort)}
 }
 
-func dtlsHop(f sessionFacts, _ DiagnosisOptions) (api.Hop, *api.Verdict) {
+func dtlsHop(f sessionFacts, _ Options) (api.Hop, *api.Verdict) {
 	h := api.Hop{Name: "dtls"}
 	if f.has("dtls-connected") || f.everConn {
 		h.Status, h.Detail = api.StatusOK, "DTLS handshake done"
@@ -285,7 +285,7 @@ func dtlsHop(f sessionFacts, _ DiagnosisOptions) (api.Hop, *api.Verdict) {
 			"a fingerprint mismatch means the SDP was altered between client and pinhole"}
 }
 
-func mediaHop(f sessionFacts, o DiagnosisOptions) (api.Hop, *api.Verdict) {
+func mediaHop(f sessionFacts, o Options) (api.Hop, *api.Verdict) {
 	h := api.Hop{Name: "media"}
 	want := "first-rtp-in"
 	if f.s.Role == store.RoleViewer {
