@@ -215,7 +215,8 @@ func (e *engine) open(ctx context.Context, req SessionRequest) (*Answer, error) 
 	if req.ID == "" || req.Room == "" {
 		return nil, errors.New("session id and room are required")
 	}
-	if _, err := inspectOffer(req.Offer, req.Role); err != nil {
+	offer, err := inspectOffer(req.Offer, req.Role)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -228,6 +229,7 @@ func (e *engine) open(ctx context.Context, req SessionRequest) (*Answer, error) 
 		return nil, fmt.Errorf("session %s exists", req.ID)
 	}
 	s := newSession(e, req)
+	s.inspected = offer
 	e.sessions[req.ID] = s
 	h := e.hubs[req.Room]
 	if h == nil {
