@@ -241,7 +241,8 @@ func (e *Engine) open(ctx context.Context, req SessionRequest) (*Answer, error) 
 	if req.ID == "" || req.Room == "" {
 		return nil, errors.New("session id and room are required")
 	}
-	if _, err := inspectOffer(req.Offer, req.Role); err != nil {
+	offer, err := inspectOffer(req.Offer, req.Role)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -254,6 +255,7 @@ func (e *Engine) open(ctx context.Context, req SessionRequest) (*Answer, error) 
 		return nil, fmt.Errorf("session %s exists", req.ID)
 	}
 	s := newSession(e, req)
+	s.inspected = offer
 	e.sessions[req.ID] = s
 	h := e.hubs[req.Room]
 	if h == nil {

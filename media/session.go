@@ -22,6 +22,7 @@ type session struct {
 	id, room, want string
 	role           Role
 	offer          string
+	inspected      offerInfo // the offer as inspectOffer left it for Pion (sdp.go)
 	e              *Engine
 	hub            *hub
 
@@ -133,7 +134,7 @@ func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 		s.pub = &publisher{s: s}
 		pc.OnTrack(s.onTrack)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.offer}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: s.inspected.pion}); err != nil {
 		return nil, detail(ErrBadOffer, "%v", err)
 	}
 	if s.role == RoleViewer {
@@ -143,6 +144,9 @@ func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 	}
 	answer, err := s.answer(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkAnswer(s.inspected, s.role, answer); err != nil {
 		return nil, err
 	}
 	// Only now the session joins its room: a failed setup never shows up
