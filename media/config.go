@@ -29,6 +29,10 @@ type Config struct {
 	ICEDisconnectedTimeout, ICEFailedTimeout, ICEKeepalive time.Duration
 	// IdleTimeout closes a connected publisher that sends no RTP for this long.
 	IdleTimeout time.Duration
+	// GOPCacheAge is how old a publisher's cached group of pictures may be
+	// and still start a joining viewer at once (0: one second, see gop.go;
+	// negative: no cache, joiners wait for a requested keyframe).
+	GOPCacheAge time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }

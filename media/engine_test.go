@@ -624,7 +624,8 @@ func freePorts(tb testing.TB, n int) []int {
 // viewer's own PLIs are forwarded, coalesced so a storm of them does not
 // become a storm of keyframe requests.
 func TestKeyframeRequests(t *testing.T) {
-	f := newEngine(t, 2, nil)
+	// No GOP cache: a fresh one would serve the join without a request.
+	f := newEngine(t, 2, withCache(-1))
 	p, _, _ := f.publish(t, "r", mediatest.PublisherOptions{Video: "vp8"})
 	if err := p.WaitConnected(ctxT(t)); err != nil {
 		t.Fatal(err)

@@ -11,12 +11,36 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// keyframeInterval bounds how often pinhole asks a publisher for a keyframe.
-// Joining viewers and viewers' own PLI/FIR are coalesced to at most one
-// request per interval (with one deferred request so the last asker is never
-// forgotten): a keyframe is 10-30 times a delta frame, and an encoder asked
-// for one on every viewer's whim would spend its bitrate on them.
-const keyframeInterval = 250 * time.Millisecond
+// keyframeInterval is the least time between two keyframe requests to a
+// publisher. Joining viewers and viewers' own PLI/FIR are coalesced to at
+// most one request per interval (with one deferred request so the last
+// asker is never forgotten): a keyframe is 10-30 times a delta frame, and an
+// encoder asked for one on every viewer's whim would spend its bitrate on
+// them. It is above libwebrtc's kMinKeyframeSendIntervalMs (300 ms, in
+// video/encoder_rtcp_feedback.cc), below which a browser publisher silently
+// drops a request: the 100 ms margin absorbs jitter between the moment
+// pinhole sends a PLI and the moment the browser receives it.
+const keyframeInterval = 400 * time.Millisecond
+
+// While a sink of a publisher waits for a keyframe, pinhole asks again each
+// keyframeInterval (a request can be dropped: refused by the encoder's own
+// limit, lost on the way, made while the encoder was busy), then, after
+// reaskFast unanswered re-asks (two seconds), backs off by doubling up to
+// reaskMaxInterval, for publishers that ignore requests and send keyframes
+// on their own schedule (OBS, ffmpeg). It stops as soon as no sink waits.
+const (
+	reaskFast        = 5
+	reaskMaxInterval = 3200 * time.Millisecond
+)
+
+// reaskInterval is the wait before the next re-ask after tries of them.
+func reaskInterval(tries int) time.Duration {
+	d := keyframeInterval
+	for i := reaskFast; i < tries && d < reaskMaxInterval; i++ {
+		d *= 2
+	}
+	return min(d, reaskMaxInterval)
+}
 
 // hub is one room's forwarding plane: its publishers, its viewers and who
 // follows whom. Membership changes take mu; the packet path does not.
@@ -33,11 +57,20 @@ type publisher struct {
 	tracks map[webrtc.RTPCodecType]*forwarder // guarded by hub.mu
 
 	videoSSRC atomic.Uint32
-	kfMu      sync.Mutex
-	kfLast    time.Time
-	kfPending bool
-	kfTimer   *time.Timer
-	kfClosed  bool
+	// video is the forwarded video track, read by the keyframe logic
+	// without hub.mu.
+	video atomic.Pointer[forwarder]
+
+	// Keyframe requests (see requestKeyframe). kfTimer is the one pending
+	// decision: a deferred request or a re-ask check.
+	kfMu     sync.Mutex
+	kfLast   time.Time // last PLI sent
+	kfWant   bool      // a request waits for the rate limit
+	kfTries  int       // re-asks since the last explicit request
+	kfTimer  *time.Timer
+	kfDue    time.Time // when kfTimer fires, if kfArmed
+	kfArmed  bool
+	kfClosed bool
 }
 
 // viewer is the forwarding side of a WHEP session.
@@ -59,6 +92,9 @@ type forwarder struct {
 	sinks  atomic.Pointer[[]*sinkTrack]
 	// hist keeps the last packets of a video track for viewers' NACKs.
 	hist *history
+	// gop keeps the current group of pictures of a video track for
+	// viewers that join (nil: audio, or the cache is disabled).
+	gop *gopCache
 }
 
 func newHub(room string) *hub {
@@ -109,11 +145,11 @@ type fanJob struct {
 	sinks []*sinkTrack
 }
 
-// run is the forwarding loop of one publisher track. It owns buf, pkt and
-// out, so nothing is allocated per packet.
+// run is the forwarding loop of one publisher track. It owns buf, pkt, out
+// and burst, so nothing is allocated per packet.
 func (f *forwarder) run(s *session) {
 	buf := make([]byte, 1500)
-	var pkt rtp.Packet
+	var pkt, burst rtp.Packet
 	var out rtp.Header
 	var (
 		jobs chan fanJob
@@ -141,11 +177,15 @@ func (f *forwarder) run(s *session) {
 			f.hist.put(&pkt)
 		}
 		key := f.kind == webrtc.RTPCodecTypeVideo && isKeyframeStart(f.ck, pkt.Payload)
+		if f.gop != nil {
+			f.gop.put(&pkt, key)
+		}
 		sinks := f.sinkList()
 		if len(sinks) < parallelSinks {
 			for _, t := range sinks {
 				t.write(&pkt, &f.codec, key, &out)
 			}
+			f.serveWaiting(sinks, &burst, &out)
 			continue
 		}
 		if jobs == nil {
@@ -159,6 +199,26 @@ func (f *forwarder) run(s *session) {
 			t.write(&pkt, &f.codec, key, &out)
 		}
 		<-done
+		f.serveWaiting(sinks, &burst, &out)
+	}
+}
+
+// serveWaiting sends the cached GOP to every sink still waiting for a
+// keyframe once the packet just received has gone to all the others, so a
+// burst delays their next packet, never this one. The cache holds that
+// packet as its last, and the waiting sinks dropped it, so each burst ends
+// exactly where the live packets resume: no gap, no duplicate. Running here,
+// on the forwarder goroutine, is what makes that handoff exact without a
+// lock; the price is one burst's writes (bounded by the cache's limits)
+// between two packets of this track.
+func (f *forwarder) serveWaiting(sinks []*sinkTrack, scratch *rtp.Packet, out *rtp.Header) {
+	if f.gop == nil || !f.gop.servable() {
+		return
+	}
+	for _, t := range sinks {
+		if t.waitingForKey() {
+			f.gop.burst(t, &f.codec, scratch, out)
+		}
 	}
 }
 
@@ -206,6 +266,7 @@ func (h *hub) addTrack(p *publisher, f *forwarder) bool {
 	p.tracks[f.kind] = f
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		p.videoSSRC.Store(uint32(f.remote.SSRC()))
+		p.video.Store(f)
 	}
 	for _, v := range h.viewers {
 		if v.following == p {
@@ -298,7 +359,7 @@ func (h *hub) followLocked(v *viewer, p *publisher) {
 	// A viewer still connecting is asked for a keyframe when it connects
 	// (viewerConnected): one sent now would arrive before its SRTP keys.
 	if video && v.s.connected.Load() {
-		p.requestKeyframe()
+		p.joinKeyframe()
 	}
 }
 
@@ -331,13 +392,21 @@ func (h *hub) unfollowLocked(v *viewer) {
 	v.following = nil
 }
 
-// viewerConnected opens v's sinks now that its SRTP keys exist and asks
-// its publisher for the keyframe it needs to start decoding.
+// viewerConnected opens v's sinks now that its SRTP keys exist and gets
+// it the keyframe it needs to start decoding.
 func (h *hub) viewerConnected(v *viewer) {
 	for _, t := range v.sinks {
 		t.ready.Store(true)
 	}
-	h.viewerWantsKeyframe(v)
+	if v.sinks[webrtc.RTPCodecTypeVideo] == nil {
+		return
+	}
+	h.mu.Lock()
+	p := v.following
+	h.mu.Unlock()
+	if p != nil {
+		p.joinKeyframe()
+	}
 }
 
 // viewerWantsKeyframe forwards a viewer's PLI or FIR to its publisher.
@@ -350,31 +419,104 @@ func (h *hub) viewerWantsKeyframe(v *viewer) {
 	}
 }
 
-// requestKeyframe sends a PLI to the publisher now, or once at the end of
-// the current rate-limit interval.
+// joinKeyframe gets a keyframe to a viewer that just attached: from the
+// video forwarder's GOP cache when it holds a fresh one (the forwarder
+// sends it at its next packet, with no request to the publisher), from
+// the publisher otherwise. Either way the re-ask check follows, which asks
+// the publisher if the viewer is still waiting then.
+func (p *publisher) joinKeyframe() {
+	if f := p.video.Load(); f != nil && f.gop != nil && f.gop.fresh() {
+		p.kfMu.Lock()
+		if !p.kfClosed {
+			p.armLocked(keyframeInterval)
+		}
+		p.kfMu.Unlock()
+		return
+	}
+	p.requestKeyframe()
+}
+
+// requestKeyframe sends a PLI to the publisher now, or at the end of the
+// current rate-limit interval, and keeps asking, every keyframeInterval
+// and then less often, while any of its sinks waits for a keyframe.
 func (p *publisher) requestKeyframe() {
 	p.kfMu.Lock()
-	defer p.kfMu.Unlock()
-	if p.kfClosed || p.kfPending {
-		return
-	}
-	wait := keyframeInterval - time.Since(p.kfLast)
-	if wait <= 0 {
-		p.kfLast = time.Now()
-		go p.sendPLI()
-		return
-	}
-	p.kfPending = true
-	p.kfTimer = time.AfterFunc(wait, func() {
-		p.kfMu.Lock()
-		p.kfPending = false
-		closed := p.kfClosed
-		p.kfLast = time.Now()
+	if p.kfClosed {
 		p.kfMu.Unlock()
-		if !closed {
-			p.sendPLI()
+		return
+	}
+	p.kfTries = 0
+	wait := keyframeInterval - time.Since(p.kfLast)
+	send := wait <= 0 && !p.kfWant
+	if send {
+		p.kfLast = time.Now()
+		p.armLocked(keyframeInterval)
+	} else {
+		p.kfWant = true
+		p.armLocked(max(wait, 0))
+	}
+	p.kfMu.Unlock()
+	if send {
+		// The callers hold hub.mu or run on Pion's goroutines: the RTCP
+		// write goes elsewhere.
+		go p.sendPLI()
+	}
+}
+
+// armLocked makes the keyframe timer fire within d. Called with kfMu held.
+func (p *publisher) armLocked(d time.Duration) {
+	due := time.Now().Add(d)
+	if p.kfArmed && !p.kfDue.After(due) {
+		return
+	}
+	p.kfArmed, p.kfDue = true, due
+	if p.kfTimer == nil {
+		p.kfTimer = time.AfterFunc(d, p.keyframeTick)
+		return
+	}
+	p.kfTimer.Reset(d)
+}
+
+// keyframeTick sends the deferred request, or a re-ask when a sink still
+// waits for a keyframe, or stops when none does. An early or extra tick
+// (a Reset racing a firing timer) only re-arms: the rate limit holds.
+func (p *publisher) keyframeTick() {
+	waiting := p.sinksWaiting()
+	p.kfMu.Lock()
+	p.kfArmed = false
+	if p.kfClosed || (!p.kfWant && !waiting) {
+		p.kfWant, p.kfTries = false, 0
+		p.kfMu.Unlock()
+		return
+	}
+	if wait := keyframeInterval - time.Since(p.kfLast); wait > 0 {
+		p.armLocked(wait)
+		p.kfMu.Unlock()
+		return
+	}
+	if !p.kfWant {
+		p.kfTries++
+	}
+	p.kfWant = false
+	p.kfLast = time.Now()
+	p.armLocked(reaskInterval(p.kfTries))
+	p.kfMu.Unlock()
+	p.sendPLI()
+}
+
+// sinksWaiting reports whether a connected sink of p's video waits for a
+// keyframe.
+func (p *publisher) sinksWaiting() bool {
+	f := p.video.Load()
+	if f == nil {
+		return false
+	}
+	for _, t := range f.sinkList() {
+		if t.waitingForKey() {
+			return true
 		}
-	})
+	}
+	return false
 }
 
 func (p *publisher) stopKeyframes() {

@@ -262,6 +262,7 @@ func (s *session) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) 
 	f.ck = kindOf(f.codec.MimeType)
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		f.hist = newHistory()
+		f.gop = newGOPCache(s.e.cfg.GOPCacheAge)
 	}
 	s.emitTimeline("track", fmt.Sprintf("%s %s", remote.Kind(), f.codec.MimeType))
 	s.wg.Add(2)

@@ -44,6 +44,10 @@ type sinkTrack struct {
 	// needKey is set while a video sink waits for a keyframe: after it
 	// attaches to a publisher, nothing else can be decoded.
 	needKey bool
+	// waiting mirrors needKey for readers that must not take mu: the
+	// forwarder deciding whom to serve from its GOP cache, and the
+	// publisher's keyframe re-ask deciding whether to ask again.
+	waiting atomic.Bool
 	// ptSrc, ptVal and ptOK cache the viewer's payload type for the codec
 	// of the forwarder last written from (its parameters never change), so
 	// the packet path neither allocates nor searches.
@@ -198,7 +202,14 @@ func (t *sinkTrack) resetSource() {
 	t.mu.Lock()
 	t.srcSSRC = 0
 	t.needKey = t.kind == webrtc.RTPCodecTypeVideo
+	t.waiting.Store(t.needKey)
 	t.mu.Unlock()
+}
+
+// waitingForKey reports whether the sink could take a keyframe now and is
+// waiting for one: bound, connected, and dropping video until a keyframe.
+func (t *sinkTrack) waitingForKey() bool {
+	return t.waiting.Load() && t.ready.Load() && t.bound.Load() != nil
 }
 
 // tsGap is the timestamp step put between the last packet of one source
@@ -229,7 +240,10 @@ func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyfram
 		t.mu.Unlock()
 		return false
 	}
-	t.needKey = false
+	if t.needKey {
+		t.needKey = false
+		t.waiting.Store(false)
+	}
 	if p.SSRC != t.srcSSRC {
 		if t.haveOut {
 			t.seqDelta = t.lastSeq + 1 - p.SequenceNumber

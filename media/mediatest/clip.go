@@ -44,6 +44,19 @@ func (c *clip) nextKey(i int) int {
 	return i
 }
 
+// nextDelta returns the index of the first frame at or after i that is
+// not a keyframe (wrapping), or i when the clip has none.
+func (c *clip) nextDelta(i int) int {
+	n := len(c.frames)
+	for k := 0; k < n; k++ {
+		j := (i + k) % n
+		if !c.frames[j].key {
+			return j
+		}
+	}
+	return i
+}
+
 // DefaultClipDir returns media/testdata, found next to this source file so
 // that tests of any package (each run in its own directory) find the clip.
 func DefaultClipDir() string {

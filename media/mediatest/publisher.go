@@ -29,6 +29,20 @@ type PublisherOptions struct {
 	// way an encoder would: the next frame it sends is a keyframe (it jumps
 	// ahead to the clip's next keyframe).
 	IgnoreKeyFrameRequests bool
+	// KeyFramesOnRequest models an encoder with an unbounded GOP, as
+	// libwebrtc is by default: the first frame is a keyframe and later ones
+	// come only when asked. The clip's own periodic keyframes are skipped
+	// (the delta frames sent instead would not decode in a real decoder;
+	// the Viewer only judges keyframes and packet continuity).
+	KeyFramesOnRequest bool
+	// MinKeyFrameInterval makes the publisher ignore a keyframe request
+	// that arrives less than this after the last one it honoured, as
+	// libwebrtc does (kMinKeyframeSendIntervalMs, 300 ms, in
+	// video/encoder_rtcp_feedback.cc). Zero honours every request.
+	MinKeyFrameInterval time.Duration
+	// DropKeyFrameRequests ignores the first n keyframe requests, as if
+	// they were lost on the way.
+	DropKeyFrameRequests int
 	// Network chooses the candidates; default loopback only.
 	Network Network
 }
@@ -40,6 +54,10 @@ type PublisherStats struct {
 	AudioSamples   uint64 // Opus packets written
 	PLIs           uint64 // picture loss indications received
 	FIRs           uint64 // full intra requests received
+	// Honoured counts the requests that made the publisher send a keyframe;
+	// Ignored those it dropped (MinKeyFrameInterval, DropKeyFrameRequests,
+	// IgnoreKeyFrameRequests).
+	Honoured, Ignored uint64
 }
 
 // Publisher is a WHIP-style sender: a Pion PeerConnection with sendonly
@@ -49,6 +67,10 @@ type Publisher struct {
 	video, audio         *webrtc.TrackLocalStaticSample
 	videoClip, audioClip *clip
 	answerKeyRequests    bool
+	onRequestOnly        bool
+	minKeyInterval       time.Duration
+	dropRequests         int       // guarded by c.mu
+	lastHonoured         time.Time // guarded by c.mu
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -86,7 +108,11 @@ func newPublisher(opts PublisherOptions) (*Publisher, error) {
 	if dir == "" {
 		dir = DefaultClipDir()
 	}
-	p := &Publisher{c: newCond(), answerKeyRequests: !opts.IgnoreKeyFrameRequests}
+	p := &Publisher{
+		c: newCond(), answerKeyRequests: !opts.IgnoreKeyFrameRequests,
+		onRequestOnly: opts.KeyFramesOnRequest, minKeyInterval: opts.MinKeyFrameInterval,
+		dropRequests: opts.DropKeyFrameRequests,
+	}
 	var videoCodecs []webrtc.RTPCodecParameters
 	if opts.Video != "" {
 		vp, err := VideoCodecParameters(opts.Video)
@@ -187,11 +213,18 @@ func (p *Publisher) stream(track *webrtc.TrackLocalStaticSample, c *clip, video 
 	defer timer.Stop()
 	<-timer.C
 	next := time.Now()
+	sent := 0
 	for i := 0; ; i = (i + 1) % len(c.frames) {
-		if video && p.keyRequested.Swap(false) && !c.frames[i].key {
-			i = c.nextKey(i)
+		if video {
+			switch asked := p.keyRequested.Swap(false); {
+			case asked && !c.frames[i].key:
+				i = c.nextKey(i)
+			case !asked && sent > 0 && p.onRequestOnly && c.frames[i].key:
+				i = c.nextDelta(i)
+			}
 		}
 		f := c.frames[i]
+		sent++
 		if err := track.WriteSample(media.Sample{Data: f.data, Duration: f.dur}); errors.Is(err, io.ErrClosedPipe) {
 			return
 		}
@@ -246,10 +279,25 @@ func (p *Publisher) readRTCP(s *webrtc.RTPSender) {
 		if plis+firs == 0 {
 			continue
 		}
-		if p.answerKeyRequests {
-			p.keyRequested.Store(true)
-		}
+		// One RTCP compound is one request, however many PLI/FIR it holds.
+		// Decided under mu: the audio and video senders each have a reader.
+		now := time.Now()
 		p.c.mu.Lock()
+		honour := p.answerKeyRequests
+		if p.dropRequests > 0 {
+			p.dropRequests--
+			honour = false
+		}
+		if honour && p.minKeyInterval > 0 && !p.lastHonoured.IsZero() && now.Sub(p.lastHonoured) < p.minKeyInterval {
+			honour = false
+		}
+		if honour {
+			p.lastHonoured = now
+			p.keyRequested.Store(true)
+			p.stats.Honoured++
+		} else {
+			p.stats.Ignored++
+		}
 		p.stats.PLIs += plis
 		p.stats.FIRs += firs
 		p.c.broadcast()

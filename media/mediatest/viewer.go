@@ -43,6 +43,16 @@ type ViewerStats struct {
 	// FirstRTPAt is when the first RTP packet (any kind) arrived;
 	// FirstKeyFrameAt when the first complete keyframe was assembled.
 	FirstRTPAt, FirstKeyFrameAt time.Time
+	// ConnectedAt is when the peer connection first reached connected.
+	ConnectedAt time.Time
+	// FirstVideoKey is whether the first video packet received started a
+	// keyframe: a stream a decoder can start on.
+	FirstVideoKey bool
+	// SeqGaps and SeqRepeats count video packets, in arrival order after
+	// the first, whose sequence number skipped ahead (a packet missing) or
+	// did not advance (a duplicate or a reordered one); TSBackwards those
+	// that advanced the sequence number but moved the RTP timestamp back.
+	SeqGaps, SeqRepeats, TSBackwards uint64
 	// Width and Height come from the last VP8 or VP9 keyframe (0 for other codecs).
 	Width, Height int
 	// Codec is the negotiated video mime type, AudioCodec the audio one.
@@ -104,6 +114,9 @@ func newViewer(opts ViewerOptions) (*Viewer, error) {
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		v.c.mu.Lock()
 		v.conn.set(s)
+		if s == webrtc.PeerConnectionStateConnected && v.stats.ConnectedAt.IsZero() {
+			v.stats.ConnectedAt = time.Now()
+		}
 		v.c.broadcast()
 		v.c.mu.Unlock()
 	})
@@ -326,6 +339,11 @@ func (v *Viewer) readVideo(t *webrtc.TrackRemote) {
 		v.c.broadcast()
 		v.c.mu.Unlock()
 	}
+	var (
+		lastSeq uint16
+		lastTS  uint32
+		seen    bool
+	)
 	for {
 		pkt, _, err := t.ReadRTP()
 		if err != nil {
@@ -336,6 +354,23 @@ func (v *Viewer) readVideo(t *webrtc.TrackRemote) {
 		v.c.mu.Lock()
 		if v.stats.FirstRTPAt.IsZero() {
 			v.stats.FirstRTPAt = now
+		}
+		if !seen {
+			v.stats.FirstVideoKey = IsKeyFrame(mime, pkt.Payload)
+			lastSeq, lastTS, seen = pkt.SequenceNumber, pkt.Timestamp, true
+		} else {
+			switch d := int16(pkt.SequenceNumber - lastSeq); {
+			case d <= 0:
+				v.stats.SeqRepeats++
+			default:
+				if d > 1 {
+					v.stats.SeqGaps++
+				}
+				if int32(pkt.Timestamp-lastTS) < 0 {
+					v.stats.TSBackwards++
+				}
+				lastSeq, lastTS = pkt.SequenceNumber, pkt.Timestamp
+			}
 		}
 		v.stats.VideoPackets++
 		v.stats.VideoBytes += uint64(len(pkt.Payload))
