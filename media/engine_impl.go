@@ -47,6 +47,7 @@ type engine struct {
 	cert         webrtc.Certificate
 	loggers      *slogLoggerFactory
 	ifaces       *stdnet.Net
+	host         *hostAddrs // this host's addresses, for candidate filtering
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -64,6 +65,9 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	}
 	if cfg.PeersPerPort < 1 {
 		cfg.PeersPerPort = 1
+	}
+	if cfg.MaxCandidates <= 0 {
+		cfg.MaxCandidates = DefaultMaxCandidates
 	}
 	if onEvent == nil {
 		onEvent = func(Event) {}
@@ -102,6 +106,7 @@ func newEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	e := &engine{
 		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
 		mediaEngine: me, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
+		host:     newHostAddrs(ifaces, cfg.PublicIPs),
 		sessions: map[string]*session{}, hubs: map[string]*hub{},
 		ctx: ctx, cancel: cancel,
 	}
