@@ -128,6 +128,20 @@ type AddrPolicy struct {
 	trusted bool
 	// interfaceAddrs lists this host's addresses; nil: net.InterfaceAddrs.
 	interfaceAddrs func() ([]netip.Addr, error)
+	// sendGuard, set by tests only, runs before Check on every datagram
+	// and connect: a test of refusals then sends nothing beyond loopback
+	// even if Check is broken.
+	sendGuard func(netip.AddrPort) error
+}
+
+// checkSend is Check behind the test guard, for the sockets.
+func (p *AddrPolicy) checkSend(ap netip.AddrPort) error {
+	if p != nil && p.sendGuard != nil {
+		if err := p.sendGuard(ap); err != nil {
+			return err
+		}
+	}
+	return p.Check(ap)
 }
 
 // For returns the policy for a probe of host:port: the policy itself, or,
@@ -229,7 +243,7 @@ func (p *AddrPolicy) Control(network, address string, _ syscall.RawConn) error {
 		// Not an ip:port: nothing to check it against, so no connect.
 		return &RefusedError{Range: "unparsable (" + network + ")"}
 	}
-	return p.Check(ap)
+	return p.checkSend(ap)
 }
 
 // Dialer returns a net.Dialer whose connects pass Control.
@@ -262,7 +276,7 @@ func (c *policyPacketConn) WriteTo(b []byte, to net.Addr) (int, error) {
 		}
 		ap = parsed
 	}
-	if err := c.policy.Check(ap); err != nil {
+	if err := c.policy.checkSend(ap); err != nil {
 		return 0, err
 	}
 	return c.PacketConn.WriteTo(b, to)

@@ -156,6 +156,19 @@ func hostIPv4s(t *testing.T) []netip.Addr {
 	return out
 }
 
+// loopbackOnly guards a test policy's sockets: whatever the policy says,
+// nothing is sent beyond loopback.
+func loopbackOnly(t *testing.T, p *AddrPolicy) *AddrPolicy {
+	p.sendGuard = func(ap netip.AddrPort) error {
+		if !ap.Addr().Unmap().IsLoopback() {
+			t.Errorf("a probe was about to send to %s", ap)
+			return &RefusedError{Addr: ap, Range: "test guard"}
+		}
+		return nil
+	}
+	return p
+}
+
 // assertRefused checks a refused probe's answer: the class, a fix naming
 // --probe-allow, no socket opened, and neither the address nor the
 // underlying error in what the client sees.
@@ -202,7 +215,7 @@ func TestProbePolicyRefuses(t *testing.T) {
 	for _, o := range others {
 		stunURLs = append(stunURLs, "stun:"+o)
 	}
-	policy := &AddrPolicy{HostAddrs: []netip.Addr{netip.MustParseAddr("203.0.113.7")}}
+	policy := loopbackOnly(t, &AddrPolicy{HostAddrs: []netip.Addr{netip.MustParseAddr("203.0.113.7")}})
 	for _, u := range stunURLs {
 		r := RunSTUNProbe(ctx, STUNProbe{URL: u, Timeout: 2 * time.Second, Resolver: toLoop, Policy: policy})
 		assertRefused(t, u, r.Class, r.Server, r.LocalAddr, r.Error, r.Fix, r.Cause, r)
@@ -333,7 +346,7 @@ func TestProbeICEServersAllowed(t *testing.T) {
 	srv := startTURN(t, map[string]string{"alice": "secret"}, true)
 	_, port, _ := net.SplitHostPort(srv)
 	byName := "turn.pinhole.test:" + port
-	policy := &AddrPolicy{AlwaysAllowHosts: []string{srv, byName}}
+	policy := loopbackOnly(t, &AddrPolicy{AlwaysAllowHosts: []string{srv, byName}})
 	res := fixedResolver(t, netip.MustParseAddr("127.0.0.1"))
 	ctx := context.Background()
 	for _, u := range []string{"stun:" + srv, "stun:" + byName} {
