@@ -33,6 +33,9 @@ type Config struct {
 	// and still start a joining viewer at once (0: one second, see gop.go;
 	// negative: no cache, joiners wait for a requested keyframe).
 	GOPCacheAge time.Duration
+	// MaxCandidates caps the remote candidates of a session, its offer and
+	// trickle fragments together; zero means DefaultMaxCandidates.
+	MaxCandidates int
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -45,6 +48,12 @@ type SessionRequest struct {
 	Offer string // SDP offer
 	// PublisherID makes a viewer follow one publisher; "" follows the newest.
 	PublisherID string
+	// TrustLocalCandidates keeps remote candidates naming loopback or this
+	// host's own addresses, which are otherwise dropped so that a client
+	// cannot make pinhole send to itself. Set it only for a client that is
+	// really on this host: behind a TCP proxy on the box (FRP) every client
+	// arrives from loopback.
+	TrustLocalCandidates bool
 }
 
 // Answer is the engine's reply to an offer.
@@ -76,6 +85,11 @@ type PortStatus struct {
 	PacketsIn   uint64       `json:"packets_in"`
 	BytesIn     uint64       `json:"bytes_in"`
 	LastPacket  time.Time    `json:"last_packet,omitempty"`
+
+	// UnvalidatedPackets counts the packets from sources ICE has not
+	// validated (no selected pair of a session on the port names them):
+	// strangers, stale paths, checks that failed.
+	UnvalidatedPackets uint64 `json:"unvalidated_packets"`
 }
 
 // FormatPorts prints ports compactly: "10111-10115" for a run, else a

@@ -49,6 +49,7 @@ type Engine struct {
 	cert         webrtc.Certificate
 	loggers      *slogLoggerFactory
 	ifaces       *stdnet.Net
+	host         *hostAddrs // this host's addresses, for candidate filtering
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -70,6 +71,9 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	}
 	if cfg.PeersPerPort < 1 {
 		cfg.PeersPerPort = 1
+	}
+	if cfg.MaxCandidates <= 0 {
+		cfg.MaxCandidates = DefaultMaxCandidates
 	}
 	if onEvent == nil {
 		onEvent = func(Event) {}
@@ -108,6 +112,7 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
 		mediaEngine: me, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
+		host:     newHostAddrs(ifaces, cfg.PublicIPs),
 		sessions: map[string]*session{}, hubs: map[string]*hub{},
 		ctx: ctx, cancel: cancel,
 	}

@@ -127,7 +127,7 @@ func (f *fixture) negotiate(tb testing.TB, room string, p *mediatest.Publisher) 
 		tb.Fatal(err)
 	}
 	id := newID()
-	ans, err := f.e.Publish(ctxT(tb), media.SessionRequest{ID: id, Room: room, Offer: offer})
+	ans, err := f.e.Publish(ctxT(tb), media.SessionRequest{ID: id, Room: room, Offer: offer, TrustLocalCandidates: true})
 	if err != nil {
 		tb.Fatalf("Publish: %v", err)
 	}
@@ -145,7 +145,7 @@ func (f *fixture) watch(tb testing.TB, room, publisher string, opts mediatest.Vi
 		tb.Fatal(err)
 	}
 	id := newID()
-	ans, err := f.e.Watch(ctxT(tb), media.SessionRequest{ID: id, Room: room, Offer: offer, PublisherID: publisher})
+	ans, err := f.e.Watch(ctxT(tb), media.SessionRequest{ID: id, Room: room, Offer: offer, PublisherID: publisher, TrustLocalCandidates: true})
 	if err != nil {
 		tb.Fatalf("Watch: %v", err)
 	}
@@ -233,7 +233,7 @@ func TestPublicPortRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := newID()
-	ans, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: id, Room: "r", Offer: offer})
+	ans, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: id, Room: "r", Offer: offer, TrustLocalCandidates: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestPoolFullAndRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.e.Watch(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: offer})
+	_, err = f.e.Watch(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: offer, TrustLocalCandidates: true})
 	var full *media.PoolFullError
 	if !errors.As(err, &full) || !errors.Is(err, media.ErrNoPortAvailable) || full.Total != 2 || full.Leased != 2 {
 		t.Fatalf("third session: %v, want pool full 2/2", err)
@@ -275,7 +275,7 @@ func TestPoolFullAndRelease(t *testing.T) {
 	if free, _ := f.e.Capacity(); free != 1 {
 		t.Fatalf("free after close %d, want 1", free)
 	}
-	if _, err := f.e.Watch(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: offer}); err != nil {
+	if _, err := f.e.Watch(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: offer, TrustLocalCandidates: true}); err != nil {
 		t.Fatalf("after release: %v", err)
 	}
 }
@@ -350,7 +350,7 @@ func TestTimeoutsFreePorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	never := newID()
-	if _, err := f.e.Watch(ctxT(t), media.SessionRequest{ID: never, Room: "r", Offer: offer}); err != nil {
+	if _, err := f.e.Watch(ctxT(t), media.SessionRequest{ID: never, Room: "r", Offer: offer, TrustLocalCandidates: true}); err != nil {
 		t.Fatal(err)
 	}
 	ev := f.rec.waitFor(t, "setup timeout", closedEvent(never))
@@ -397,7 +397,7 @@ func TestBadOffers(t *testing.T) {
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: c.offer})
+			_, err := f.e.Publish(ctxT(t), media.SessionRequest{ID: newID(), Room: "r", Offer: c.offer, TrustLocalCandidates: true})
 			if !errors.Is(err, c.want) {
 				t.Fatalf("err %v, want %v", err, c.want)
 			}

@@ -43,7 +43,7 @@ func FuzzPublish(f *testing.F) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		req := media.SessionRequest{ID: newID(), Room: "fuzz", Offer: offer}
+		req := media.SessionRequest{ID: newID(), Room: "fuzz", Offer: offer, TrustLocalCandidates: true}
 		var ans *media.Answer
 		if viewer {
 			ans, err = e.Watch(ctx, req)

@@ -79,7 +79,9 @@ const (
 	// e.g. "offer", "answer", "first-packet", "ice-connected", "dtls-connected",
 	// "first-rtp-in", "first-rtp-out", "ice-failed", "dtls-failed".
 	EventTimeline EventKind = "timeline"
-	// EventRemoteAddr: a packet arrived from a new remote address (Event.Detail).
+	// EventRemoteAddr: ICE validated a new remote address (Event.Detail), the
+	// remote side of a selected candidate pair. Packets from sources ICE has
+	// not validated are only counted (PortStatus.UnvalidatedPackets).
 	EventRemoteAddr EventKind = "remote-addr"
 	// EventSelectedPair: ICE selected a candidate pair (Event.Detail).
 	EventSelectedPair EventKind = "selected-pair"

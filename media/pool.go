@@ -62,6 +62,7 @@ type slot struct {
 	// totals of sockets closed earlier on this port, so the port's counters
 	// survive its leases.
 	packetsIn, bytesIn uint64
+	unvalidated        uint64
 	lastPacket         time.Time
 }
 
@@ -241,12 +242,14 @@ func (p *portPool) release(l *portLease) error {
 	s := l.slot
 	delete(s.holders, l.sessionID)
 	s.conn.removeListener(l.sessionID)
+	s.conn.forgetValidated(l.sessionID)
 	defer p.mu.Unlock()
 	if len(s.holders) > 0 || s.mux == nil {
 		return nil
 	}
 	s.packetsIn += s.conn.packets.Load()
 	s.bytesIn += s.conn.bytes.Load()
+	s.unvalidated += s.conn.unvalidated.Load()
 	if t := s.conn.lastPacket(); t.After(s.lastPacket) {
 		s.lastPacket = t
 	}
@@ -271,10 +274,13 @@ func (p *portPool) Status() []PortStatus {
 			PacketsIn:   s.packetsIn,
 			BytesIn:     s.bytesIn,
 			LastPacket:  s.lastPacket,
+
+			UnvalidatedPackets: s.unvalidated,
 		}
 		if s.conn != nil {
 			st.PacketsIn += s.conn.packets.Load()
 			st.BytesIn += s.conn.bytes.Load()
+			st.UnvalidatedPackets += s.conn.unvalidated.Load()
 			if t := s.conn.lastPacket(); t.After(st.LastPacket) {
 				st.LastPacket = t
 			}
@@ -354,6 +360,7 @@ type countingConn struct {
 	seen            map[netip.AddrPort]struct{} // read goroutine only
 	lastFrom        netip.AddrPort              // read goroutine only
 	maxTrackedAddrs int
+	validatedAddrs  // sources ICE validated; see validated.go
 }
 
 func newCountingConn(c *net.UDPConn, port int, onPacket func(*countingConn, netip.AddrPort, bool)) *countingConn {
@@ -409,6 +416,7 @@ func (c *countingConn) observe(n int, from netip.AddrPort) {
 	first := c.packets.Add(1) == 1
 	c.bytes.Add(uint64(n))
 	c.lastNano.Store(time.Now().UnixNano())
+	c.countValidated(from)
 	if from == c.lastFrom && !first {
 		return
 	}

@@ -51,7 +51,13 @@ const (
 	ProbeAuthRefused ProbeClass = "auth-refused"
 	// ProbeQuota: the TURN server refused the allocation for quota or capacity.
 	ProbeQuota ProbeClass = "quota"
-	// ProbeOther: anything else; Error says what.
+	// ProbeRefused: the destination is loopback, private, link-local,
+	// shared, multicast, broadcast, a cloud metadata service or this host,
+	// and the probe address policy does not allow it; nothing was sent.
+	ProbeRefused ProbeClass = "refused-destination"
+	// ProbeTLS: the TLS handshake with a turns: server failed.
+	ProbeTLS ProbeClass = "tls"
+	// ProbeOther: anything else.
 	ProbeOther ProbeClass = "other"
 )
 
@@ -63,6 +69,9 @@ type STUNProbe struct {
 	Timeout time.Duration
 	// Resolver resolves the host name; nil means net.DefaultResolver.
 	Resolver *net.Resolver
+	// Policy says where the probe may send; nil refuses every
+	// special-purpose range (see AddrPolicy).
+	Policy *AddrPolicy
 }
 
 // STUNResult is what a STUN probe saw.
@@ -79,13 +88,20 @@ type STUNResult struct {
 	// RTTMillis is the round-trip time of the answered request.
 	RTTMillis float64    `json:"rtt_ms,omitempty"`
 	Class     ProbeClass `json:"class"`
-	Error     string     `json:"error,omitempty"`
+	// Error is a fixed sentence per class, never the underlying error:
+	// the probe is open to anonymous clients, and raw errors (connection
+	// refused, an internal TLS service's certificate names) would make it
+	// a scanner.
+	Error string `json:"error,omitempty"`
 	// Fix says what to do when the probe failed.
 	Fix string `json:"fix,omitempty"`
+	// Cause is the underlying error, for the server's log only.
+	Cause error `json:"-"`
 }
 
 // ProbeSTUN sends binding requests to the STUN server at url until it
-// answers or timeout (zero: 5 s) passes.
+// answers or timeout (zero: 5 s) passes, under the default address policy
+// (every special-purpose range refused); RunSTUNProbe takes a policy.
 func ProbeSTUN(ctx context.Context, url string, timeout time.Duration) STUNResult {
 	return RunSTUNProbe(ctx, STUNProbe{URL: url, Timeout: timeout})
 }
@@ -99,32 +115,37 @@ func RunSTUNProbe(ctx context.Context, p STUNProbe) STUNResult {
 
 	uri, err := stun.ParseURI(p.URL)
 	if err != nil || (uri.Scheme != stun.SchemeTypeSTUN && uri.Scheme != stun.SchemeTypeTURN) || uri.Proto != stun.ProtoTypeUDP {
-		res.Class, res.Error = ProbeBadURL, fmt.Sprintf("%q is not a stun: URI over UDP", p.URL)
-		if err != nil {
-			res.Error += ": " + err.Error()
-		}
+		res.Class, res.Error, res.Cause = ProbeBadURL, fmt.Sprintf("%q is not a stun: URI over UDP", p.URL), err
 		res.Fix = "use stun:host:port, e.g. stun:stun.example.org:3478"
+		return res
+	}
+	policy := p.Policy.For(uri.Host, uri.Port)
+	fail := func(err error) STUNResult {
+		res.Class, res.Error, res.Fix = classify(err, uri.Host, false)
+		res.Cause = err
 		return res
 	}
 	server, err := resolveUDP(ctx, p.Resolver, uri.Host, uri.Port)
 	if err != nil {
-		res.Class, res.Error, res.Fix = classify(err, uri.Host, false)
-		return res
+		return fail(err)
+	}
+	// Checked here to answer before opening a socket, and again by the
+	// socket on every datagram.
+	if err := policy.Check(server); err != nil {
+		return fail(err)
 	}
 	res.Server = server.String()
 
-	conn, err := listenUDPFor(server)
+	conn, err := listenUDPFor(server, policy)
 	if err != nil {
-		res.Class, res.Error = ProbeOther, err.Error()
-		return res
+		return fail(err)
 	}
 	defer conn.Close()
 	res.LocalAddr = conn.LocalAddr().String()
 
 	mapped, rtt, err := stunBinding(ctx, conn, server)
 	if err != nil {
-		res.Class, res.Error, res.Fix = classify(err, uri.Host, false)
-		return res
+		return fail(err)
 	}
 	res.Reachable, res.Class = true, ProbeOK
 	res.MappedAddr = mapped.String()
@@ -208,6 +229,9 @@ type TURNProbe struct {
 	Resolver *net.Resolver
 	// TLSConfig is used for turns:; nil verifies against the system roots.
 	TLSConfig *tls.Config
+	// Policy says where the probe may send or connect; nil refuses every
+	// special-purpose range (see AddrPolicy).
+	Policy *AddrPolicy
 }
 
 // TURNResult is what a TURN probe saw.
@@ -227,9 +251,13 @@ type TURNResult struct {
 	// ErrorCode is the STUN error code the server answered, if any.
 	ErrorCode int        `json:"error_code,omitempty"`
 	Class     ProbeClass `json:"class"`
-	Error     string     `json:"error,omitempty"`
+	// Error is a fixed sentence per class, never the underlying error (see
+	// STUNResult.Error).
+	Error string `json:"error,omitempty"`
 	// Fix says what to do when the probe failed.
 	Fix string `json:"fix,omitempty"`
+	// Cause is the underlying error, for the server's log only.
+	Cause error `json:"-"`
 }
 
 // ProbeTURN allocates a relay on the TURN server of p and frees it again.
@@ -240,10 +268,7 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 
 	uri, err := stun.ParseURI(p.URL)
 	if err != nil || (uri.Scheme != stun.SchemeTypeTURN && uri.Scheme != stun.SchemeTypeTURNS) {
-		res.Class, res.Error = ProbeBadURL, fmt.Sprintf("%q is not a turn: or turns: URI", p.URL)
-		if err != nil {
-			res.Error += ": " + err.Error()
-		}
+		res.Class, res.Error, res.Cause = ProbeBadURL, fmt.Sprintf("%q is not a turn: or turns: URI", p.URL), err
 		res.Fix = "use turn:host:port?transport=udp (or turns:host:5349)"
 		return res
 	}
@@ -256,17 +281,25 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 	if uri.Scheme == stun.SchemeTypeTURNS {
 		res.Transport = "tls"
 	}
+	policy := p.Policy.For(uri.Host, uri.Port)
+	fail := func(err error) TURNResult {
+		res.Class, res.Error, res.Fix = classify(err, uri.Host, true)
+		res.ErrorCode = stunCode(err)
+		res.Cause = err
+		return res
+	}
 	server, err := resolveUDP(ctx, p.Resolver, uri.Host, uri.Port)
 	if err != nil {
-		res.Class, res.Error, res.Fix = classify(err, uri.Host, true)
-		return res
+		return fail(err)
+	}
+	if err := policy.Check(server); err != nil {
+		return fail(err)
 	}
 	res.Server = server.String()
 
-	conn, err := turnConn(ctx, uri, server, p.TLSConfig)
+	conn, err := turnConn(ctx, uri, server, p.TLSConfig, policy)
 	if err != nil {
-		res.Class, res.Error, res.Fix = classify(err, uri.Host, true)
-		return res
+		return fail(err)
 	}
 	defer conn.Close()
 
@@ -279,16 +312,14 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 		LoggerFactory:  quietLoggers(),
 	})
 	if err != nil {
-		res.Class, res.Error = ProbeOther, err.Error()
-		return res
+		return fail(err)
 	}
 	// Deferred before the relay's Close below, so it runs after it: the
 	// deallocation (a Refresh with lifetime 0, sent without waiting) is
 	// the last transaction, and Close ends it and every other one.
 	defer client.Close()
 	if err := client.Listen(); err != nil {
-		res.Class, res.Error = ProbeOther, err.Error()
-		return res
+		return fail(err)
 	}
 
 	type allocResult struct {
@@ -323,9 +354,7 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 		defer r.relay.Close()
 	}
 	if r.err != nil {
-		res.Class, res.Error, res.Fix = classify(r.err, uri.Host, true)
-		res.ErrorCode = stunCode(r.err)
-		return res
+		return fail(r.err)
 	}
 	res.Allocated, res.Class = true, ProbeOK
 	res.RelayedAddr = r.relay.LocalAddr().String()
@@ -350,13 +379,14 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 	return res
 }
 
-// turnConn opens the client socket for the URI's transport.
-func turnConn(ctx context.Context, uri *stun.URI, server netip.AddrPort, tlsConf *tls.Config) (net.PacketConn, error) {
+// turnConn opens the client socket for the URI's transport, under policy:
+// a UDP socket checks every datagram, a TCP connect (TLS runs on it) its
+// destination.
+func turnConn(ctx context.Context, uri *stun.URI, server netip.AddrPort, tlsConf *tls.Config, policy *AddrPolicy) (net.PacketConn, error) {
 	if uri.Scheme == stun.SchemeTypeTURN && uri.Proto == stun.ProtoTypeUDP {
-		return listenUDPFor(server)
+		return listenUDPFor(server, policy)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", server.String())
+	c, err := policy.Dialer().DialContext(ctx, "tcp", server.String())
 	if err != nil {
 		return nil, err
 	}
@@ -368,22 +398,34 @@ func turnConn(ctx context.Context, uri *stun.URI, server netip.AddrPort, tlsConf
 		tc := tls.Client(c, conf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			_ = c.Close()
-			return nil, fmt.Errorf("tls: %w", err)
+			return nil, &tlsError{err}
 		}
 		c = tc
 	}
 	return turn.NewSTUNConn(c), nil
 }
 
-// listenUDPFor opens an ephemeral socket of the server's address family. The
-// family matters: pion/turn infers the relay family it asks for from the
-// socket, and a dual-stack "[::]" socket would request an IPv6 relay.
-func listenUDPFor(server netip.AddrPort) (net.PacketConn, error) {
+// listenUDPFor opens an ephemeral socket of the server's address family,
+// every datagram it writes checked by policy. The family matters: pion/turn
+// infers the relay family it asks for from the socket, and a dual-stack
+// "[::]" socket would request an IPv6 relay.
+func listenUDPFor(server netip.AddrPort, policy *AddrPolicy) (net.PacketConn, error) {
+	network, laddr := "udp6", "[::]:0"
 	if server.Addr().Is4() {
-		return net.ListenPacket("udp4", "0.0.0.0:0")
+		network, laddr = "udp4", "0.0.0.0:0"
 	}
-	return net.ListenPacket("udp6", "[::]:0")
+	pc, err := net.ListenPacket(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return policy.PacketConn(pc), nil
 }
+
+// tlsError marks a failed TLS handshake with a turns: server.
+type tlsError struct{ err error }
+
+func (e *tlsError) Error() string { return "tls: " + e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
 
 // resolveUDP turns host:port into one address, IPv4 first since pinhole's
 // leases are UDP4.
@@ -411,23 +453,32 @@ func resolveUDP(ctx context.Context, r *net.Resolver, host string, port int) (ne
 	return netip.AddrPortFrom(best.Unmap(), uint16(port)), nil
 }
 
-// classify maps an error to a class, its text and the fix a person should
-// try. turn selects TURN wording.
-func classify(err error, host string, isTURN bool) (ProbeClass, string, string) {
+// classify maps an error to a class, the fixed sentence the answer gives
+// for it and the fix a person should try. The error's own text never goes
+// into the answer (it stays in the result's Cause, for the log): a probe
+// open to anyone must not tell "connection refused" from "filtered", or
+// echo the names in an internal service's certificate. isTURN selects TURN
+// wording.
+func classify(err error, host string, isTURN bool) (class ProbeClass, msg, fix string) {
 	kind := "STUN"
 	if isTURN {
 		kind = "TURN"
 	}
-	msg := err.Error()
 	var dnsErr *net.DNSError
+	var tlsErr *tlsError
 	switch {
+	case errors.Is(err, ErrRefusedDestination):
+		return ProbeRefused, "the destination is on a network probes may not reach (loopback, private, link-local, shared, multicast, cloud metadata or this host)",
+			fmt.Sprintf("probes of the %s server at %s are refused; if it is really meant to be probed, list it among the ICE servers (--ice-servers) or start pinhole with --probe-allow CIDR covering its address", kind, host)
 	case errors.As(err, &dnsErr):
-		return ProbeDNS, msg, fmt.Sprintf("the name %s does not resolve: check its spelling and DNS record, or use the server's IP address", host)
+		return ProbeDNS, "the host name does not resolve", fmt.Sprintf("the name %s does not resolve: check its spelling and DNS record, or use the server's IP address", host)
+	case errors.As(err, &tlsErr):
+		return ProbeTLS, "the TLS handshake with the TURN server failed", fmt.Sprintf("check that the server at %s speaks TLS on that port and that its certificate is valid for %s and signed by a trusted authority", host, host)
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
-		return ProbeTimeout, msg, fmt.Sprintf("no answer from the %s server: check the host and port, that the server runs, and that UDP to it is not blocked by a firewall (corporate networks often block UDP; try turn: with ?transport=tcp or turns: on 443)", kind)
+		return ProbeTimeout, "no answer within the timeout", fmt.Sprintf("no answer from the %s server: check the host and port, that the server runs, and that UDP to it is not blocked by a firewall (corporate networks often block UDP; try turn: with ?transport=tcp or turns: on 443)", kind)
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH),
 		errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.ECONNRESET):
-		return ProbeUnreachable, msg, fmt.Sprintf("the network refused the connection to the %s server: check the port, the server's listening address and the firewall, and that this host has a route to it", kind)
+		return ProbeUnreachable, "the network refused the connection", fmt.Sprintf("the network refused the connection to the %s server: check the port, the server's listening address and the firewall, and that this host has a route to it", kind)
 	}
 	if code := stunCode(err); code != 0 {
 		switch stun.ErrorCode(code) {
@@ -436,12 +487,13 @@ func classify(err error, host string, isTURN bool) (ProbeClass, string, string) 
 			// pion/turn with 400 after its 401 challenge; the probe only
 			// sees a code from the authenticated retry, so both mean the
 			// server refused the credentials.
-			return ProbeAuthRefused, msg, "the TURN server refused the username or credential: check both, the realm, and for time-limited (REST API) credentials that the shared secret matches and the clocks agree"
+			return ProbeAuthRefused, "the TURN server refused the credentials", "the TURN server refused the username or credential: check both, the realm, and for time-limited (REST API) credentials that the shared secret matches and the clocks agree"
 		case stun.CodeAllocQuotaReached, stun.CodeInsufficientCapacity:
-			return ProbeQuota, msg, "the TURN server refused the allocation for quota or capacity: raise the per-user quota (coturn user-quota/total-quota) or free allocations"
+			return ProbeQuota, "the TURN server refused the allocation for quota or capacity", "the TURN server refused the allocation for quota or capacity: raise the per-user quota (coturn user-quota/total-quota) or free allocations"
 		}
+		return ProbeOther, fmt.Sprintf("the %s server answered with error code %d", kind, code), ""
 	}
-	return ProbeOther, msg, ""
+	return ProbeOther, "the probe failed", ""
 }
 
 // stunCode extracts a STUN error code from err, 0 if none.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,10 @@ import (
 )
 
 const testRealm = "pinhole.test"
+
+// loopbackOK is the probe policy of tests whose servers run on loopback,
+// which the default policy refuses.
+var loopbackOK = &AddrPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 
 // turnConfig is the pion/turn server configuration the probe tests share:
 // the test realm, the given users (name -> password) and a relay on
@@ -174,7 +179,7 @@ func TestProbeSTUN(t *testing.T) {
 	srv := startTURN(t, map[string]string{"alice": "secret"}, true)
 
 	t.Run("reachable", func(t *testing.T) {
-		r := ProbeSTUN(context.Background(), "stun:"+srv, 0)
+		r := RunSTUNProbe(context.Background(), STUNProbe{URL: "stun:" + srv, Policy: loopbackOK})
 		if !r.Reachable || r.Class != ProbeOK {
 			t.Fatalf("want reachable, got %+v", r)
 		}
@@ -188,7 +193,7 @@ func TestProbeSTUN(t *testing.T) {
 	t.Run("closed port times out within the timeout", func(t *testing.T) {
 		const timeout = 1500 * time.Millisecond
 		start := time.Now()
-		r := ProbeSTUN(context.Background(), "stun:"+closedUDPPort(t), timeout)
+		r := RunSTUNProbe(context.Background(), STUNProbe{URL: "stun:" + closedUDPPort(t), Timeout: timeout, Policy: loopbackOK})
 		if r.Reachable || r.Class != ProbeTimeout || r.Fix == "" {
 			t.Fatalf("want timeout, got %+v", r)
 		}
@@ -248,6 +253,9 @@ func TestProbeTURN(t *testing.T) {
 				timeout = DefaultTURNTimeout
 			}
 			start := time.Now()
+			if tc.probe.Policy == nil {
+				tc.probe.Policy = loopbackOK
+			}
 			r := ProbeTURN(context.Background(), tc.probe)
 			if r.Class != tc.class || r.ErrorCode != tc.code || r.Allocated != tc.allocated {
 				t.Fatalf("want class %s code %d allocated %v, got %+v", tc.class, tc.code, tc.allocated, r)
@@ -270,7 +278,7 @@ func TestProbeTURN(t *testing.T) {
 		// Ten probes in a row: each frees its allocation and socket, so
 		// none is left behind (CheckRoutines above checks goroutines).
 		for i := range 10 {
-			r := ProbeTURN(context.Background(), TURNProbe{URL: "turn:" + srv, Username: "alice", Credential: "secret"})
+			r := ProbeTURN(context.Background(), TURNProbe{URL: "turn:" + srv, Username: "alice", Credential: "secret", Policy: loopbackOK})
 			if !r.Allocated {
 				t.Fatalf("probe %d: %+v", i, r)
 			}
@@ -279,7 +287,7 @@ func TestProbeTURN(t *testing.T) {
 	t.Run("context cancel stops the probe", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
-		r := ProbeTURN(ctx, TURNProbe{URL: "turn:" + closedUDPPort(t), Username: "a", Credential: "b"})
+		r := ProbeTURN(ctx, TURNProbe{URL: "turn:" + closedUDPPort(t), Username: "a", Credential: "b", Policy: loopbackOK})
 		if r.Class != ProbeTimeout {
 			t.Fatalf("want timeout, got %+v", r)
 		}

@@ -59,6 +59,16 @@ type session struct {
 	plisSent   atomic.Uint64
 	lastCount  Counters // tick goroutine only
 	created    time.Time
+
+	// Remote candidates (candidates.go): loopback and this host's own
+	// addresses are kept only for a client on this host; candidates counts
+	// every remote candidate received, under sigMu, against the cap.
+	trustLocal bool
+	candidates int
+	// firstFrom is the source of the first packet on the port, remembered
+	// to say whether ICE later validated it; firstNoted is set once said.
+	firstFrom  atomic.Pointer[netip.AddrPort]
+	firstNoted atomic.Bool
 }
 
 func newSession(e *Engine, req SessionRequest) *session {
@@ -66,6 +76,7 @@ func newSession(e *Engine, req SessionRequest) *session {
 	return &session{
 		id: req.ID, room: req.Room, role: req.Role, want: req.PublisherID, offer: req.Offer,
 		e: e, ctx: ctx, cancel: cancel, done: make(chan struct{}), created: time.Now(),
+		trustLocal: req.TrustLocalCandidates,
 	}
 }
 
@@ -96,8 +107,18 @@ func (s *session) start(ctx context.Context) (*Answer, error) {
 }
 
 func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
-	s.emitTimeline("offer", fmt.Sprintf("%d client candidates: %s", len(candidateLines(s.offer)),
-		strings.Join(candidateLines(s.offer), "; ")))
+	// The offer's candidates are filtered before Pion sees them: Pion
+	// starts checking every remote candidate it is given.
+	offer, kept, dropped := s.e.host.filterOfferCandidates(s.offer, s.trustLocal)
+	if total := len(kept) + len(dropped); total > s.e.cfg.MaxCandidates {
+		return nil, detail(ErrBadOffer, "the offer carries %d ICE candidates, more than the %d a session accepts", total, s.e.cfg.MaxCandidates)
+	}
+	s.offer = offer
+	s.candidates = len(kept) + len(dropped)
+	s.emitTimeline("offer", fmt.Sprintf("%d client candidates: %s", len(kept), strings.Join(kept, "; ")))
+	if len(dropped) > 0 {
+		s.emitTimeline("candidates-dropped", droppedNote("offer", len(kept)+len(dropped), dropped))
+	}
 	lease, err := s.e.pool.Acquire(s.id, s.room, s.role, s.onPortPacket)
 	if err != nil {
 		return nil, err
@@ -299,12 +320,45 @@ func (s *session) rtpIn(n int) {
 }
 
 // onPortPacket runs on the lease's read goroutine for the first packet and
-// each new source address.
+// each new source address. A source is not a remote address yet: anyone
+// can send to the port. It becomes one when ICE validates it (see
+// onValidated); the first packet still proves the mapping forwards.
 func (s *session) onPortPacket(port int, from netip.AddrPort, first bool) {
 	if first {
-		s.emitTimeline("first-packet", fmt.Sprintf("local UDP %d from %s", port, from))
+		s.firstFrom.Store(&from)
+		s.emitTimeline("first-packet", fmt.Sprintf("local UDP %d from %s (not yet validated by ICE)", port, from))
 	}
-	s.event(Event{Kind: EventRemoteAddr, Detail: from.String()})
+}
+
+// onValidated records the remote address of a selected candidate pair: a
+// source ICE has validated with the session's credentials. The first time,
+// it notes whether the first packet's source was that one.
+func (s *session) onValidated(c *webrtc.ICECandidate) {
+	a, err := netip.ParseAddr(c.Address)
+	if err != nil || s.lease == nil {
+		return
+	}
+	from := netip.AddrPortFrom(a.Unmap(), c.Port)
+	if s.lease.Validate(from) {
+		s.event(Event{Kind: EventRemoteAddr, Detail: from.String()})
+	}
+	if first := s.firstFrom.Load(); first != nil && s.firstNoted.CompareAndSwap(false, true) {
+		d := fmt.Sprintf("ICE validated %s; the first packet's source %s is the same", from, *first)
+		if *first != from {
+			d = fmt.Sprintf("ICE validated %s; the first packet came from %s, which ICE has not validated", from, *first)
+		}
+		s.emitTimeline("remote-validated", d)
+	}
+}
+
+// unvalidatedNote says how many packets on the port came from sources ICE
+// never validated, and where the first packet came from.
+func (s *session) unvalidatedNote() string {
+	n := s.lease.conn.unvalidated.Load()
+	if first := s.firstFrom.Load(); first != nil && !s.firstNoted.Load() {
+		return fmt.Sprintf("; %d packets from sources ICE did not validate, the first from %s", n, *first)
+	}
+	return fmt.Sprintf("; %d packets from sources ICE did not validate", n)
 }
 
 // watchState reports state changes and ends the session when ICE fails or
@@ -338,7 +392,7 @@ func (s *session) watchState() {
 		case webrtc.ICEConnectionStateDisconnected:
 			s.emitTimeline("ice-disconnected", "")
 		case webrtc.ICEConnectionStateFailed:
-			s.emitTimeline("ice-failed", fmt.Sprintf("%d packets reached local UDP %d", s.lease.PacketsIn(), s.lease.LocalPort))
+			s.emitTimeline("ice-failed", fmt.Sprintf("%d packets reached local UDP %d", s.lease.PacketsIn(), s.lease.LocalPort)+s.unvalidatedNote())
 		}
 	})
 	sctp := s.pc.SCTP()
@@ -361,6 +415,9 @@ func (s *session) watchState() {
 				p.Remote.Address, p.Remote.Port, p.Remote.Typ)
 		}
 		s.event(Event{Kind: EventSelectedPair, Detail: d})
+		if p.Remote != nil {
+			s.onValidated(p.Remote)
+		}
 	})
 }
 
@@ -377,7 +434,11 @@ func (s *session) trickle(body string) error {
 			return detail(ErrBadFragment, "ice-ufrag %q does not match the session's %q: an ICE restart needs If-Match: \"*\"", f.ufrag, cur)
 		}
 	}
-	for _, c := range f.candidates {
+	keep, err := s.admitCandidatesLocked("trickle", f.candidates)
+	if err != nil {
+		return err
+	}
+	for _, c := range keep {
 		init := webrtc.ICECandidateInit{Candidate: c.candidate}
 		if c.mid != "" {
 			mid := c.mid
@@ -390,8 +451,36 @@ func (s *session) trickle(body string) error {
 			return detail(ErrBadFragment, "candidate %q: %v", truncate(c.candidate, 60), err)
 		}
 	}
-	s.emitTimeline("trickle", fmt.Sprintf("%d candidates", len(f.candidates)))
+	s.emitTimeline("trickle", fmt.Sprintf("%d candidates", len(keep)))
 	return nil
+}
+
+// admitCandidatesLocked counts a fragment's candidates against the
+// session's cap (refusing the whole fragment beyond it) and returns those
+// pinhole will check, noting the others in one timeline event. sigMu held.
+func (s *session) admitCandidatesLocked(where string, cands []fragCandidate) ([]fragCandidate, error) {
+	if s.candidates+len(cands) > s.e.cfg.MaxCandidates {
+		return nil, detail(ErrBadFragment, "%d more ICE candidates would bring the session to %d, more than the %d a session accepts",
+			len(cands), s.candidates+len(cands), s.e.cfg.MaxCandidates)
+	}
+	keep := cands[:0:0]
+	var dropped []string
+	for _, c := range cands {
+		why := s.e.host.dropReason(c.candidate, s.trustLocal)
+		if why == "malformed" {
+			return nil, detail(ErrBadFragment, "candidate %q does not parse", truncate(c.candidate, 60))
+		}
+		if why != "" {
+			dropped = append(dropped, fmt.Sprintf("%s (%s)", candidateAddr(c.candidate), why))
+			continue
+		}
+		keep = append(keep, c)
+	}
+	s.candidates += len(cands)
+	if len(dropped) > 0 {
+		s.emitTimeline("candidates-dropped", droppedNote(where, len(cands), dropped))
+	}
+	return keep, nil
 }
 
 // restart performs an ICE restart (RFC 9725 section 4.3.2): the remote offer
@@ -410,6 +499,11 @@ func (s *session) restart(body string) (string, error) {
 		s.sigMu.Unlock()
 		return "", detail(ErrBadFragment, "no remote description to restart")
 	}
+	keep, err := s.admitCandidatesLocked("ice-restart", f.candidates)
+	if err != nil {
+		s.sigMu.Unlock()
+		return "", err
+	}
 	offer := replaceICECredentials(rd.SDP, f.ufrag, f.pwd)
 	if err := s.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		s.sigMu.Unlock()
@@ -420,7 +514,7 @@ func (s *session) restart(body string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, c := range f.candidates {
+	for _, c := range keep {
 		mid := c.mid
 		_ = s.pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.candidate, SDPMid: &mid})
 	}

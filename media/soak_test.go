@@ -173,7 +173,7 @@ func (s *soak) open(ctx context.Context, c soakClient, room string, publisher bo
 	for {
 		id := newID()
 		closed := s.watch.expect(id)
-		req := media.SessionRequest{ID: id, Room: room, Offer: offer}
+		req := media.SessionRequest{ID: id, Room: room, Offer: offer, TrustLocalCandidates: true}
 		var ans *media.Answer
 		if publisher {
 			ans, err = s.e.Publish(ctx, req)
@@ -502,7 +502,7 @@ func TestShutdownWhileCreating(t *testing.T) {
 				if err != nil {
 					return
 				}
-				req := media.SessionRequest{ID: newID(), Room: fmt.Sprintf("r%d", w%3), Offer: offer}
+				req := media.SessionRequest{ID: newID(), Room: fmt.Sprintf("r%d", w%3), Offer: offer, TrustLocalCandidates: true}
 				var ans *media.Answer
 				if publisher {
 					ans, err = e.Publish(ctx, req)
