@@ -33,8 +33,12 @@ type Config struct {
 	UDPPorts    []int
 	PublicPorts []int
 	BindIP      string
-	// ICEServers are the configured STUN/TURN servers; the report probes each.
+	// ICEServers are the configured STUN/TURN servers; the report probes
+	// each, and probes of them are always allowed.
 	ICEServers []api.ICEServer
+	// ProbeAllow are the prefixes (--probe-allow) probes may reach although
+	// they are loopback, private, link-local and the like (media.AddrPolicy).
+	ProbeAllow []netip.Prefix
 	// NoPacketAfter and NoMediaAfter tune the session verdicts (see
 	// Options).
 	NoPacketAfter, NoMediaAfter time.Duration
@@ -79,6 +83,9 @@ type Diagnostics struct {
 	// up to its timeout, and the endpoint must not become a way to make
 	// pinhole flood some host.
 	probes chan struct{}
+	// policy says where probes may send: never this host's own networks
+	// unless --probe-allow says so, always the configured ICE servers.
+	policy *media.AddrPolicy
 }
 
 // maxConcurrentProbes is how many STUN/TURN probes run at once; a person
@@ -98,8 +105,25 @@ func New(d Deps) *Diagnostics {
 	if cfg.UDPSockets == nil {
 		cfg.UDPSockets = procUDPSockets
 	}
+	policy := &media.AddrPolicy{Allow: cfg.ProbeAllow}
+	for _, srv := range cfg.ICEServers {
+		policy.AlwaysAllowHosts = append(policy.AlwaysAllowHosts, iceServerHost(srv.URL))
+	}
+	for _, ip := range cfg.PublicIPs {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			policy.HostAddrs = append(policy.HostAddrs, a)
+		}
+	}
 	return &Diagnostics{store: d.Store, engine: d.Engine, sessions: d.Sessions, rec: d.Recorder, log: log,
-		cfg: cfg, validate: api.NewValidator(), probes: make(chan struct{}, maxConcurrentProbes)}
+		cfg: cfg, validate: api.NewValidator(), probes: make(chan struct{}, maxConcurrentProbes), policy: policy}
+}
+
+// iceServerHost is the host[:port] of a stun:/turn: URI (RFC 7064, RFC
+// 7065): the scheme and the query cut off.
+func iceServerHost(url string) string {
+	_, rest, _ := strings.Cut(url, ":")
+	host, _, _ := strings.Cut(rest, "?")
+	return host
 }
 
 // HandleDiagnosis answers GET /api/v1/sessions/{id}/diagnosis: the session's
@@ -154,7 +178,8 @@ func (d *Diagnostics) HandleSTUN(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	res := media.ProbeSTUN(r.Context(), req.URL, time.Duration(req.TimeoutMillis)*time.Millisecond)
+	res := media.RunSTUNProbe(r.Context(), media.STUNProbe{URL: req.URL, Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond, Policy: d.policy})
+	d.logProbe(r, "stun", res.Class, res.Cause)
 	return api.WriteJSON(w, http.StatusOK, stunResult(res))
 }
 
@@ -180,9 +205,18 @@ func (d *Diagnostics) HandleTURN(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	res := media.ProbeTURN(r.Context(), media.TURNProbe{URL: req.URL, Username: req.Username, Credential: req.Credential,
+	res := media.ProbeTURN(r.Context(), media.TURNProbe{URL: req.URL, Username: req.Username, Credential: req.Credential, Policy: d.policy,
 		Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond})
+	d.logProbe(r, "turn", res.Class, res.Cause)
 	return api.WriteJSON(w, http.StatusOK, turnResult(res))
+}
+
+// logProbe logs a failed probe's underlying error, which the answer never
+// carries (it could name internal hosts and services).
+func (d *Diagnostics) logProbe(r *http.Request, kind string, class media.ProbeClass, cause error) {
+	if cause != nil {
+		d.log.InfoContext(r.Context(), "probe failed", "kind", kind, "class", class, "err", cause)
+	}
 }
 
 // acquireProbe takes a probe slot or answers 429.
@@ -452,7 +486,7 @@ func (d *Diagnostics) iceServerChecks(ctx context.Context, probes bool) []api.Ch
 		go func() {
 			defer wg.Done()
 			if strings.HasPrefix(srv.URL, "stun") {
-				r := media.ProbeSTUN(ctx, srv.URL, 0)
+				r := media.RunSTUNProbe(ctx, media.STUNProbe{URL: srv.URL, Policy: d.policy})
 				c.Probe = stunResult(r)
 				if r.Reachable {
 					c.Status, c.Seen = api.StatusOK, fmt.Sprintf("answered in %.0f ms; it sees this host as %s", r.RTTMillis, r.MappedAddr)
@@ -461,7 +495,7 @@ func (d *Diagnostics) iceServerChecks(ctx context.Context, probes bool) []api.Ch
 				}
 				return
 			}
-			r := media.ProbeTURN(ctx, media.TURNProbe{URL: srv.URL, Username: srv.Username, Credential: srv.Credential})
+			r := media.ProbeTURN(ctx, media.TURNProbe{URL: srv.URL, Username: srv.Username, Credential: srv.Credential, Policy: d.policy})
 			c.Probe = turnResult(r)
 			if r.Allocated {
 				c.Status, c.Seen = api.StatusOK, fmt.Sprintf("relay %s allocated in %.0f ms", r.RelayedAddr, r.RTTMillis)

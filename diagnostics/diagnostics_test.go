@@ -40,6 +40,11 @@ func newDiagEnv(t *testing.T, cfg diagnostics.Config) *diagEnv {
 	sc.Media.SetupTimeout = 5 * time.Second
 	cfg.PublicIPs, cfg.UDPPorts, cfg.BindIP = sc.Media.PublicIPs, sc.Media.Ports, sc.Media.BindIP
 	cfg.SelfTestIPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+	// The test's STUN/TURN servers run on loopback, which probes refuse
+	// unless allowed (--probe-allow).
+	if cfg.ProbeAllow == nil {
+		cfg.ProbeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}
 	if cfg.Interfaces == nil {
 		cfg.Interfaces = func() ([]netip.Addr, error) {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.168.1.20")}, nil

@@ -97,7 +97,8 @@ func (s *Sessions) Open(ctx context.Context, req OpenRequest) (store.Session, *m
 	if err := s.Store.CreateSession(wctx, rec, s.MaxSessionsPerRoom); err != nil {
 		return store.Session{}, nil, err
 	}
-	mreq := media.SessionRequest{ID: id, Room: req.Room, Offer: req.Offer, PublisherID: req.PublisherID}
+	mreq := media.SessionRequest{ID: id, Room: req.Room, Offer: req.Offer, PublisherID: req.PublisherID,
+		TrustLocalCandidates: req.TrustLocalCandidates}
 	var (
 		ans *media.Answer
 		err error
