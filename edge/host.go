@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -34,7 +35,10 @@ func AllowHosts(hosts []string, unlock string) (func(http.Handler) http.Handler,
 			continue
 		}
 		host, port, hasPort := splitHost(h)
-		if host == "" || strings.ContainsAny(host, "/ ") {
+		if host == "" || strings.ContainsAny(host, "/ @?#") {
+			return nil, fmt.Errorf("allowed hosts: %q is not a host or host:port", h)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); hasPort && (err != nil || n == 0) {
 			return nil, fmt.Errorf("allowed hosts: %q is not a host or host:port", h)
 		}
 		if hasPort {
