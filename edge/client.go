@@ -37,6 +37,8 @@ const (
 	ViaProxyPeer
 )
 
+// String names v for logs: socket, proxy-protocol, forwarded, proxy-peer
+// or unknown.
 func (v Via) String() string {
 	switch v {
 	case ViaSocket:
