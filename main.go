@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/server"
@@ -98,6 +99,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		// (1 MiB) is memory a stranger can make the server hold.
 		MaxHeaderBytes: 64 << 10,
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext:    edge.ConnContext,
 	}
 	log.Info("pinhole listening", "http", ln.Addr().String(), "udp_ports", media.FormatPorts(cfg.UDPPorts),
 		"public_ips", cfg.PublicIPs, "public_ports", media.FormatPorts(cfg.PublicPorts), "peers_per_port", cfg.PeersPerPort)

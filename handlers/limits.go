@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/edge"
 )
 
 // TypeLimit is the problem type of an answer refused by a configured limit;
@@ -346,16 +346,11 @@ func readCapped(r *http.Request, max int64) ([]byte, error) {
 	return body, nil
 }
 
-// clientAddr is the address a rate is counted for: the TCP peer. Behind a
-// reverse proxy every client shares the proxy's address; pinhole's
-// deployment is a mapped port, not a proxy, so X-Forwarded-For (which a
-// client can forge) is not trusted.
+// clientAddr is the key a client's limits are counted under: its address
+// as the edge resolved it (the TCP peer, a PROXY protocol header, or a
+// trusted proxy's X-Forwarded-For), IPv6 by its /64.
 func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return edge.LimitKey(edge.ClientAddr(r))
 }
 
 // rateLimiter keeps a token bucket per client address.

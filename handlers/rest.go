@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -246,6 +247,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{
 		Room: room.Name, Role: role, Offer: req.SDP,
 		UserID: req.UserID, Metadata: req.Metadata, PublisherID: req.PublisherID,
+		TrustLocalCandidates: edge.ClientIsLoopback(r),
 	})
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ import (
 // record is created.
 func (s *Server) Routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(requestID, recoverer(s.log), accessLog(s.log), cors(s.cfg.CORSOrigins), s.capBody)
+	r.Use(requestID, s.clients.Middleware, recoverer(s.log), accessLog(s.log), cors(s.cfg.CORSOrigins), s.capBody)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		api.WriteProblem(w, r, api.Errorf(http.StatusNotFound, "no route for %s", r.URL.Path))
 	})

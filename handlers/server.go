@@ -14,9 +14,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/pinhole-rtc/pinhole/edge"
 
 	"github.com/pinhole-rtc/pinhole/api"
 	"github.com/pinhole-rtc/pinhole/media"
@@ -44,6 +47,11 @@ type Config struct {
 	// Limits bound requests and clients (limits.go); zero fields mean
 	// the API's own size caps and no count or rate limit.
 	Limits Limits
+	// TrustedProxies are the peers whose X-Forwarded-For (or, with
+	// ForwardedHeader, RFC 7239 Forwarded) names the client
+	// (--trusted-proxies); nobody else's is read.
+	TrustedProxies  []netip.Prefix
+	ForwardedHeader bool
 }
 
 // Diagnostics is the diagnostics API (package diagnostics), mounted in this
@@ -88,6 +96,7 @@ type Server struct {
 	metrics  http.Handler
 	web      http.Handler
 	rates    *rateLimiter
+	clients  *edge.Resolver
 	docs     docsUI
 }
 
@@ -114,6 +123,16 @@ func NewServer(d Deps) *Server {
 		metrics:  d.Metrics,
 		web:      d.Web,
 	}
+	header := edge.XForwardedFor
+	if d.Config.ForwardedHeader {
+		header = edge.Forwarded
+	}
+	clients, err := edge.NewResolver(d.Config.TrustedProxies, header)
+	if err != nil {
+		// Only an invalid prefix fails, and main parses them.
+		panic(err)
+	}
+	srv.clients = clients
 	if srv.lim.SessionRate > 0 {
 		srv.rates = newRateLimiter(rate.Limit(srv.lim.SessionRate), srv.lim.SessionBurst)
 	}

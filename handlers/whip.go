@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -87,7 +88,8 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	if err != nil {
 		return err
 	}
-	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{Room: room.Name, Role: role, Offer: offer, PublisherID: publisher})
+	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{Room: room.Name, Role: role, Offer: offer, PublisherID: publisher,
+		TrustLocalCandidates: edge.ClientIsLoopback(r)})
 	if err != nil {
 		return err
 	}

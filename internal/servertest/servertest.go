@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media"
@@ -66,7 +67,10 @@ func Start(t testing.TB, cfg server.Config) *Env {
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
-	srv := httptest.NewServer(s.Handler)
+	srv := httptest.NewUnstartedServer(s.Handler)
+	// As main's server does, so the edge can tell how a client arrived.
+	srv.Config.ConnContext = edge.ConnContext
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		if err := s.Close(); err != nil {
