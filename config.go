@@ -1,13 +1,17 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +42,31 @@ type Config struct {
 	// AdminToken guards the admin routes; Limits bound requests.
 	AdminToken string
 	Limits     handlers.Limits
+	// StateDir keeps the admin token pinhole makes when none is given.
+	StateDir string
+	// OpenAPI (--insecure-open-api) lets anyone call every route.
+	OpenAPI bool
+	// ProbeAllow are prefixes the diagnostics probes may reach although
+	// they are loopback, private or link-local.
+	ProbeAllow []netip.Prefix
+	// The listener edge: PROXY protocol from ProxyUpstreams, forwarded
+	// headers from TrustedProxies, TLS, Host check, connection cap.
+	ProxyProtocol   bool
+	ProxyUpstreams  []netip.Prefix
+	TrustedProxies  []netip.Prefix
+	ForwardedHeader bool
+	TLSCert, TLSKey string
+	TLSSelfSigned   bool
+	AllowedHosts    []string
+	MaxConns        int
+	// RoomIdleTimeout is how long an auto-created room lives without a
+	// live session.
+	RoomIdleTimeout time.Duration
+	// TURNSecret issues time-limited TURN REST credentials for TURNTTL;
+	// ShareICECredentials hands the static ones of --ice-servers out.
+	TURNSecret          string
+	TURNTTL             time.Duration
+	ShareICECredentials bool
 }
 
 // shutdownTimeout bounds graceful shutdown: a service manager waits about
@@ -271,7 +300,7 @@ func parsePorts(v string) ([]int, error) {
 // authAndLimitFlags are the admin token and the limits: the integer
 // limits come from the one table handlers.LimitSpecs, which also gives
 // handlers their defaults.
-var authAndLimitFlags = append([]flagSpec{
+var authAndLimitFlags = append(append([]flagSpec{
 	{"admin-token", "", "bearer token required by the management API (create/delete rooms, end sessions, diagnostics probes); empty: open", func(c *Config, v string) error {
 		// Never echoed in an error: parseConfig prints the offending value.
 		c.AdminToken = strings.TrimSpace(v)
@@ -301,16 +330,97 @@ var authAndLimitFlags = append([]flagSpec{
 		}
 		return nil
 	}},
-	{"session-rate", strconv.Itoa(handlers.DefaultSessionRate), "sessions one client address may create per second (429 with Retry-After beyond)", func(c *Config, v string) error {
+	rateFlag("resource-rate", handlers.DefaultResourceRate, "PATCH and DELETE requests on session URLs one client address may send per second (429 beyond)", func(c *Config, f float64) { c.Limits.ResourceRate = f }),
+	rateFlag("probe-rate", handlers.DefaultProbeRate, "STUN/TURN probes and self-tests one client address may run per second, bursts of 4 (429 beyond)", func(c *Config, f float64) { c.Limits.ProbeRate = f }),
+	rateFlag("session-rate", handlers.DefaultSessionRate, "sessions one client address may create per second (429 with Retry-After beyond)", func(c *Config, f float64) { c.Limits.SessionRate = f }),
+}, limitFlags()...), edgeFlags...)
+
+// edgeFlags are who pinhole believes and how it is reached: the admin
+// token's keeping, probes, PROXY protocol, trusted proxies, TLS, hosts,
+// connections, TURN credentials.
+var edgeFlags = []flagSpec{
+	{"state-dir", "", "directory where pinhole keeps the admin token it makes when none is given (default: the user's config directory, e.g. ~/.config/pinhole)", func(c *Config, v string) error {
+		c.StateDir = v
+		return nil
+	}},
+	boolFlag("insecure-open-api", false, "let ANYONE call every route as the admin, with no token: for a lab network only", func(c *Config, b bool) { c.OpenAPI = b }),
+	prefixFlag("probe-allow", "", "prefixes (CIDR or address) the STUN/TURN probes may reach although loopback, private, link-local or metadata; the configured --ice-servers are always allowed", func(c *Config, p []netip.Prefix) { c.ProbeAllow = p }),
+	boolFlag("proxy-protocol", false, "expect a PROXY protocol v1/v2 header from --proxy-upstreams on the HTTP port (FRP: transport.proxyProtocolVersion = \"v2\"), so limits see each client's address", func(c *Config, b bool) { c.ProxyProtocol = b }),
+	prefixFlag("proxy-upstreams", "127.0.0.0/8,::1/128", "peers that must send the PROXY header when --proxy-protocol is on (where frpc runs)", func(c *Config, p []netip.Prefix) { c.ProxyUpstreams = p }),
+	prefixFlag("trusted-proxies", "", "reverse proxies whose X-Forwarded-For (or Forwarded, --forwarded-header) names the client; nobody else's is read", func(c *Config, p []netip.Prefix) { c.TrustedProxies = p }),
+	{"forwarded-header", "x-forwarded-for", "the header --trusted-proxies write: x-forwarded-for or forwarded (RFC 7239)", func(c *Config, v string) error {
+		switch strings.ToLower(v) {
+		case "x-forwarded-for":
+			c.ForwardedHeader = false
+		case "forwarded":
+			c.ForwardedHeader = true
+		default:
+			return errors.New("must be x-forwarded-for or forwarded")
+		}
+		return nil
+	}},
+	{"tls-cert", "", "PEM certificate (chain) for HTTPS on --http-addr; reloaded on SIGHUP", func(c *Config, v string) error { c.TLSCert = v; return nil }},
+	{"tls-key", "", "PEM private key of --tls-cert", func(c *Config, v string) error { c.TLSKey = v; return nil }},
+	boolFlag("tls-self-signed", false, "serve HTTPS with a certificate made at start (its SHA-256 fingerprints are logged), for browsers on other machines without a CA-signed one", func(c *Config, b bool) { c.TLSSelfSigned = b }),
+	{"allowed-hosts", "", "Host header values pinhole answers (DNS rebinding guard), comma separated; localhost always; empty: any", func(c *Config, v string) error {
+		c.AllowedHosts = splitList(v)
+		return nil
+	}},
+	{"room-idle-timeout", "5m", "delete a room WHIP/WHEP created on the fly after it had no live session this long (rooms the admin made stay)", durationFlag(func(c *Config) *time.Duration { return &c.RoomIdleTimeout }, time.Second, 30*24*time.Hour)},
+	intFlag("max-conns", 1024, 16, 1_000_000, "most open HTTP connections; beyond it new ones are closed at once", func(c *Config, n int) { c.MaxConns = n }),
+	{"turn-secret", "", "shared secret of a TURN server in REST mode (coturn use-auth-secret): TURN servers of --ice-servers get time-limited credentials per client", func(c *Config, v string) error {
+		c.TURNSecret = strings.TrimSpace(v)
+		return nil
+	}},
+	{"turn-ttl", "12h", "how long --turn-secret credentials are valid: longer than a session lasts, since a TURN allocation is refreshed with them", durationFlag(func(c *Config) *time.Duration { return &c.TURNTTL }, time.Minute, 7*24*time.Hour)},
+	boolFlag("share-ice-credentials", false, "hand the static TURN credentials of --ice-servers to every client allowed into a room (without it, TURN servers with static credentials are not advertised)", func(c *Config, b bool) { c.ShareICECredentials = b }),
+}
+
+// rateFlag is a flag holding a rate per second from 0.01 to 10000.
+func rateFlag(name string, def float64, usage string, set func(*Config, float64)) flagSpec {
+	return flagSpec{name, strconv.FormatFloat(def, 'g', -1, 64), usage, func(c *Config, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		// Written so NaN fails too.
 		if err != nil || !(f >= 0.01 && f <= 10000) {
 			return errors.New("must be a number from 0.01 to 10000")
 		}
-		c.Limits.SessionRate = f
+		set(c, f)
 		return nil
-	}},
-}, limitFlags()...)
+	}}
+}
+
+// boolFlag is a flag holding true or false.
+func boolFlag(name string, def bool, usage string, set func(*Config, bool)) flagSpec {
+	return flagSpec{name, strconv.FormatBool(def), usage, func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("must be true or false")
+		}
+		set(c, b)
+		return nil
+	}}
+}
+
+// prefixFlag is a flag holding a comma-separated list of CIDR prefixes or
+// addresses (an address is its /32 or /128).
+func prefixFlag(name, def, usage string, set func(*Config, []netip.Prefix)) flagSpec {
+	return flagSpec{name, def, usage, func(c *Config, v string) error {
+		var out []netip.Prefix
+		for _, s := range splitList(v) {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return fmt.Errorf("%q is not a CIDR prefix or an address", s)
+				}
+				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			}
+			out = append(out, p.Masked())
+		}
+		set(c, out)
+		return nil
+	}}
+}
 
 // limitFlags makes a flag of each entry of handlers.LimitSpecs.
 func limitFlags() []flagSpec {
@@ -333,15 +443,52 @@ func intFlag(name string, def, lo, hi int, usage string, set func(*Config, int))
 	}}
 }
 
-// announceAuth says in one line at start whether the management API is
+// announceAuth says in one line at start whether the admin routes are
 // open, so that running without a token is a choice, not an accident.
 func announceAuth(log *slog.Logger, cfg Config) {
-	if cfg.AdminToken == "" {
-		log.Warn("pinhole is open: no --admin-token, anyone who reaches the HTTP port can create and delete rooms, end sessions and run probes")
-		return
-	}
-	if len(cfg.AdminToken) < 16 {
+	switch {
+	case cfg.OpenAPI:
+		log.Warn("pinhole is OPEN (--insecure-open-api): anyone who reaches the HTTP port can list and end sessions, create and delete rooms and run probes")
+	case cfg.AdminToken == "":
+		log.Warn("no admin token: the admin routes are refused to everyone (set --admin-token or --admin-token-file)")
+	case len(cfg.AdminToken) < 16:
 		log.Warn("the admin token is shorter than 16 characters: easy to guess")
+	default:
+		log.Info("admin routes require the admin token")
 	}
-	log.Info("management API requires the admin token")
+}
+
+// ensureAdminToken gives cfg an admin token when none was configured:
+// the one pinhole made at an earlier start, kept in dir, or a new one
+// written there (0600, in a 0700 directory: only pinhole's user can read
+// it). It returns the file it used ("" when a token was configured or the
+// API is open).
+func ensureAdminToken(cfg *Config, dir string) (string, error) {
+	if cfg.AdminToken != "" || cfg.OpenAPI {
+		return "", nil
+	}
+	if dir == "" {
+		base, err := os.UserConfigDir()
+		if err != nil {
+			return "", fmt.Errorf("no --admin-token and nowhere to keep one (%v): set --admin-token-file or --state-dir", err)
+		}
+		dir = filepath.Join(base, "pinhole")
+	}
+	file := filepath.Join(dir, "admin-token")
+	if b, err := os.ReadFile(file); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		if cfg.AdminToken = strings.TrimSpace(line); cfg.AdminToken != "" {
+			return file, nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("--state-dir: %w", err)
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	cfg.AdminToken = base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.WriteFile(file, []byte(cfg.AdminToken+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("--state-dir: %w", err)
+	}
+	return file, nil
 }

@@ -86,9 +86,14 @@ func TestLimitFlags(t *testing.T) {
 func TestAnnounceAuth(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	announceAuth(log, Config{})
-	if n := strings.Count(buf.String(), "\n"); n != 1 || !strings.Contains(buf.String(), "pinhole is open") {
+	announceAuth(log, Config{OpenAPI: true})
+	if n := strings.Count(buf.String(), "\n"); n != 1 || !strings.Contains(buf.String(), "pinhole is OPEN") {
 		t.Fatalf("open announcement: %q", buf.String())
+	}
+	buf.Reset()
+	announceAuth(log, Config{})
+	if !strings.Contains(buf.String(), "refused to everyone") {
+		t.Fatalf("no-token announcement: %q", buf.String())
 	}
 	buf.Reset()
 	announceAuth(log, Config{AdminToken: "a-long-enough-admin-token"})

@@ -30,8 +30,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
+	"github.com/pinhole-rtc/pinhole/diagnostics"
 	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/media"
@@ -56,9 +56,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pinhole:", err)
 		os.Exit(2)
 	}
+	log := newLogger(cfg, os.Stderr)
+	file, err := ensureAdminToken(&cfg, cfg.StateDir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pinhole:", err)
+		os.Exit(2)
+	}
+	if file != "" {
+		log.Info("admin token kept in "+file+" (readable by this user only); the web app takes it from the link", "file", file,
+			"link", fmt.Sprintf("http://localhost%s/#admin-token=%s", portOf(cfg.HTTPAddr), cfg.AdminToken))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, newLogger(cfg, os.Stderr), nil); err != nil {
+	if err := run(ctx, cfg, log, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "pinhole:", err)
 		os.Exit(1)
 	}
@@ -82,26 +92,24 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 		}
 	}
 	defer closeServer()
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	handler, err := edgeHandler(cfg, srv.Handler)
 	if err != nil {
-		return fmt.Errorf("--http-addr: %w", err)
+		return err
+	}
+	ln, scheme, err := listen(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler,
-		ReadHeaderTimeout: 10 * time.Second, // slowloris guard; WHIP bodies are small
-		// A body trickled in slower than this is cut off: the largest one
-		// is a 64 KiB offer, and each stalled read holds a goroutine.
-		ReadTimeout: 30 * time.Second,
-		// Keep-alive connections nobody uses are closed, so idle clients
-		// cannot pile up file descriptors.
-		IdleTimeout: 2 * time.Minute,
-		// Real requests carry a few hundred bytes of headers; Go's default
-		// (1 MiB) is memory a stranger can make the server hold.
-		MaxHeaderBytes: 64 << 10,
-		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ConnContext:    edge.ConnContext,
+		Handler:     handler,
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext: edge.ConnContext,
 	}
-	log.Info("pinhole listening", "http", ln.Addr().String(), "udp_ports", media.FormatPorts(cfg.UDPPorts),
+	// Header, body and write deadlines, idle keep-alives and the header
+	// cap (edge/conns.go says why each): a stranger cannot hold a
+	// goroutine or memory by sending or reading slowly.
+	edge.ApplyTimeouts(hs)
+	log.Info("pinhole listening", scheme, ln.Addr().String(), "udp_ports", media.FormatPorts(cfg.UDPPorts),
 		"public_ips", cfg.PublicIPs, "public_ports", media.FormatPorts(cfg.PublicPorts), "peers_per_port", cfg.PeersPerPort)
 	announceAuth(log, cfg)
 	if ready != nil {
@@ -128,11 +136,21 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	return nil
 }
 
+// portOf is the ":port" of a listen address, for the link printed at start.
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return ":" + port
+}
+
 // serverConfig maps the flags onto the parts of pinhole.
 func serverConfig(cfg Config, log *slog.Logger) server.Config {
 	return server.Config{
-		Logger: log,
-		Web:    web.Handler(),
+		Logger:          log,
+		Web:             web.Handler(),
+		RoomIdleTimeout: cfg.RoomIdleTimeout,
 		Media: media.Config{
 			Ports:                  cfg.UDPPorts,
 			PublicPorts:            cfg.PublicPorts,
@@ -146,12 +164,22 @@ func serverConfig(cfg Config, log *slog.Logger) server.Config {
 			IdleTimeout:            cfg.IdleTimeout,
 		},
 		HTTP: handlers.Config{
-			ICEServers:      cfg.ICEServers,
-			CORSOrigins:     cfg.CORSOrigins,
-			AutoCreateRooms: cfg.AutoCreateRooms,
-			PeersPerPort:    cfg.PeersPerPort,
-			AdminToken:      cfg.AdminToken,
-			Limits:          cfg.Limits,
+			ICEServers:          cfg.ICEServers,
+			CORSOrigins:         cfg.CORSOrigins,
+			AutoCreateRooms:     cfg.AutoCreateRooms,
+			PeersPerPort:        cfg.PeersPerPort,
+			AdminToken:          cfg.AdminToken,
+			OpenAPI:             cfg.OpenAPI,
+			Limits:              cfg.Limits,
+			TrustedProxies:      cfg.TrustedProxies,
+			ForwardedHeader:     cfg.ForwardedHeader,
+			TURNSecret:          cfg.TURNSecret,
+			TURNTTL:             cfg.TURNTTL,
+			ShareICECredentials: cfg.ShareICECredentials,
+		},
+		Diagnostics: diagnostics.Config{
+			PublicIPs: cfg.PublicIPs, UDPPorts: cfg.UDPPorts, PublicPorts: cfg.PublicPorts, BindIP: cfg.BindIP,
+			ICEServers: cfg.ICEServers, ProbeAllow: cfg.ProbeAllow,
 		},
 	}
 }

@@ -17,7 +17,8 @@ func TestDecodeJSON(t *testing.T) {
 		field          string
 	}{
 		{"ok", "application/json", `{"name":"studio.1_a-b"}`, 0, ""},
-		{"ok without content type", "", `{"name":"studio"}`, 0, ""},
+		{"no content type (a cross-site simple request could send it)", "-", `{"name":"studio"}`, 415, ""},
+		{"form type (sent cross-site without a preflight)", "application/x-www-form-urlencoded", `{"name":"studio"}`, 415, ""},
 		{"ok with charset", "application/json; charset=utf-8", `{"name":"studio"}`, 0, ""},
 		{"wrong content type", "text/plain", `{"name":"studio"}`, 415, ""},
 		{"empty", "", ``, 400, ""},
@@ -36,7 +37,11 @@ func TestDecodeJSON(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "/", strings.NewReader(tc.body))
-			if tc.ct != "" {
+			switch tc.ct {
+			case "-":
+			case "":
+				r.Header.Set("Content-Type", JSONContentType)
+			default:
 				r.Header.Set("Content-Type", tc.ct)
 			}
 			var dst CreateRoomRequest

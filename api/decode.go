@@ -31,11 +31,17 @@ const (
 // unknown fields rejected and trailing data refused, then validates dst with
 // v. Every failure is an *Error naming the field when there is one.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v *Validator, dst any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != JSONContentType {
-			return Errorf(http.StatusUnsupportedMediaType, "Content-Type must be %s, not %q", JSONContentType, ct)
+	// A body of any other type, or none, is refused: browsers send
+	// text/plain and form types cross-site without a CORS preflight, so
+	// accepting them would let any web page run these routes with the
+	// visitor's network position.
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != JSONContentType {
+		if ct == "" {
+			ct = "none"
 		}
+		return Errorf(http.StatusUnsupportedMediaType, "Content-Type must be %s (was %s)", JSONContentType, ct).
+			WithHeader("Accept", JSONContentType)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxJSONBody)
 	dec := json.NewDecoder(r.Body)

@@ -35,7 +35,11 @@ type RoomList struct {
 
 // Participant is one live session of a room as others see it.
 type Participant struct {
-	SessionID string            `json:"session_id"`
+	// ID is the participant's public id: what ?publisher= takes. It is not
+	// the session id, which is the secret in the session URL.
+	ID string `json:"id" example:"9c1e2f4a5b6d7e8f"`
+	// SessionID is shown to the admin only.
+	SessionID string            `json:"session_id,omitempty"`
 	UserID    string            `json:"user_id,omitempty"`
 	Role      string            `json:"role" enums:"publisher,viewer"`
 	State     string            `json:"state" enums:"new,connecting,connected,disconnected,failed,closed"`
@@ -56,7 +60,8 @@ type CreateSessionRequest struct {
 	SDP      string            `json:"sdp" validate:"required,max=65536"`
 	UserID   string            `json:"user_id,omitempty" validate:"omitempty,max=128"`
 	Metadata map[string]string `json:"metadata,omitempty" validate:"omitempty,max=32,dive,keys,max=64,endkeys,max=1024"`
-	// PublisherID makes a viewer follow one publisher; default the newest.
+	// PublisherID makes a viewer follow one publisher, by its public id
+	// (the participant list's id); default the newest.
 	PublisherID string `json:"publisher_id,omitempty" validate:"omitempty,max=64"`
 }
 
@@ -119,7 +124,10 @@ type SessionList struct {
 
 // PortSession is one session holding a port.
 type PortSession struct {
-	SessionID string    `json:"session_id"`
+	// ParticipantID is the holder's public id; SessionID is shown to the
+	// admin only.
+	ParticipantID string    `json:"participant_id"`
+	SessionID     string    `json:"session_id,omitempty"`
 	Room      string    `json:"room"`
 	Role      string    `json:"role"`
 	UserID    string    `json:"user_id,omitempty"`

@@ -30,18 +30,33 @@ func bearerMatches(r *http.Request, want string) (present, ok bool) {
 }
 
 // requireAdmin is the middleware of the routes marked admin in the route
-// table: 401 unless the request carries the admin token (when one is
-// configured). The answer never echoes what was sent.
+// table: 401 unless the request carries the admin token. With no token
+// configured and the API not opened (--insecure-open-api) every admin route
+// is refused: loopback never means admin, because FRP delivers every
+// internet client from 127.0.0.1. The answer never echoes what was sent.
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if token := s.cfg.AdminToken; token != "" {
-			if err := checkAdmin(r, token); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
+		if err := s.checkAdmin(r); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isAdmin reports whether r carries the admin token (or the API is open):
+// anonymous routes show the admin more (session ids, metadata).
+func (s *Server) isAdmin(r *http.Request) bool { return s.checkAdmin(r) == nil }
+
+func (s *Server) checkAdmin(r *http.Request) error {
+	if s.cfg.OpenAPI {
+		return nil
+	}
+	if s.cfg.AdminToken == "" {
+		return api.Errorf(http.StatusUnauthorized, "%s %s needs the admin token, and none is configured: start pinhole with --admin-token or --admin-token-file (or --insecure-open-api in a lab)", r.Method, r.URL.Path).
+			WithHeader("WWW-Authenticate", `Bearer realm="pinhole-admin"`)
+	}
+	return checkAdmin(r, s.cfg.AdminToken)
 }
 
 // checkAdmin answers 401 unless r carries the admin token.
@@ -50,7 +65,7 @@ func checkAdmin(r *http.Request, token string) error {
 	switch {
 	case !present:
 		// RFC 6750 §3: no credentials, no error code.
-		return api.Errorf(http.StatusUnauthorized, "%s %s is a management request: it requires Authorization: Bearer <admin token>", r.Method, r.URL.Path).
+		return api.Errorf(http.StatusUnauthorized, "%s %s needs the admin: send Authorization: Bearer <admin token> (pinhole prints where it keeps the token at start)", r.Method, r.URL.Path).
 			WithHeader("WWW-Authenticate", `Bearer realm="pinhole-admin"`)
 	case !ok:
 		return api.Errorf(http.StatusUnauthorized, "the bearer token is not the admin token").

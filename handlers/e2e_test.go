@@ -117,6 +117,7 @@ func checkCreated(t *testing.T, res *mediatest.Resource, wantLinks int) {
 func TestE2EOnePublisherThreeViewers(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *handlers.Config) {
 		c.ICEServers = []api.ICEServer{{URL: "stun:stun.example.org:3478"}, {URL: "turn:turn.example.org:3478?transport=udp", Username: "u", Credential: "p"}}
+		c.ShareICECredentials = true // static TURN credentials are handed out only when the operator says so
 	}))
 	ctx := testCtx(t)
 	pub, pubRes := e.publish(t, ctx, "studio")
@@ -500,7 +501,7 @@ func TestE2EJSONSession(t *testing.T) {
 func TestE2EPublisherSelect(t *testing.T) {
 	e := newEnv(t)
 	ctx := testCtx(t)
-	pubs := map[string]string{} // codec -> session id
+	pubs := map[string]string{} // codec -> participant id
 	for _, codec := range []string{mediatest.CodecVP8, mediatest.CodecH264} {
 		pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: codec})
 		res, err := mediatest.Negotiate(ctx, e.srv.Client(), e.srv.URL+"/whip/studio", pub, nil)
@@ -511,7 +512,7 @@ func TestE2EPublisherSelect(t *testing.T) {
 		if err := pub.WaitConnected(ctx); err != nil {
 			t.Fatal(err)
 		}
-		pubs[codec] = e.sessionOf(t, res).ID
+		pubs[codec] = res.Header.Get(handlers.ParticipantIDHeader)
 	}
 	watch := func(query string) *mediatest.Viewer {
 		v := mediatest.NewViewer(t, mediatest.ViewerOptions{Video: true})

@@ -78,6 +78,11 @@ func TestAdminAuthMatrix(t *testing.T) {
 		{"POST", "/api/v1/diagnostics/stun", `{}`, http.StatusBadRequest},
 		{"POST", "/api/v1/diagnostics/turn", `{}`, http.StatusBadRequest},
 		{"POST", "/api/v1/diagnostics/selftest", `{"bogus":1}`, http.StatusBadRequest},
+		// Listings with session ids, URLs and addresses, the server report
+		// and the metrics are the admin's too.
+		{"GET", "/api/v1/sessions", "", http.StatusOK},
+		{"GET", "/api/v1/diagnostics?probes=false", "", http.StatusOK},
+		{"GET", "/metrics", "", http.StatusOK},
 	}
 	for _, rt := range routes {
 		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
@@ -108,9 +113,9 @@ func TestAdminAuthMatrix(t *testing.T) {
 			}
 		})
 	}
-	// Reading and WHIP/WHEP stay open: the web app lists, rooms guard
-	// publishing with their own tokens.
-	for _, path := range []string{"/api/v1/rooms", "/api/v1/sessions", "/api/v1/ports", "/api/v1/diagnostics", "/healthz"} {
+	// Rooms, the port map and health stay open: the web app lists, rooms
+	// guard publishing with their own tokens.
+	for _, path := range []string{"/api/v1/rooms", "/api/v1/ports", "/healthz"} {
 		if resp, body := e.do("GET", path, ""); resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s without token: %d %s", path, resp.StatusCode, body)
 		}
@@ -198,7 +203,7 @@ func TestLimits(t *testing.T) {
 		MaxSDPBytes: 4096, MaxJSONBytes: 8192, MaxMLines: 2, MaxCandidates: 3, MaxIDLen: 12,
 		MaxUserIDLen: 8, MaxMetadataEntries: 2, MaxMetadataLen: 16, MaxRooms: 2, MaxSessionsPerRoom: 1,
 	}
-	e, _ := hardEnv(t, handlers.Config{AutoCreateRooms: true, Limits: lim})
+	e, _ := hardEnv(t, handlers.Config{AutoCreateRooms: true, Limits: lim, OpenAPI: true})
 	sdp := []string{"Content-Type", "application/sdp"}
 	js := []string{"Content-Type", "application/json"}
 	frag := []string{"Content-Type", "application/trickle-ice-sdpfrag", "If-Match", `"x"`}

@@ -10,11 +10,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/go-chi/chi/v5"
-	"golang.org/x/time/rate"
 
 	"github.com/pinhole-rtc/pinhole/api"
 	"github.com/pinhole-rtc/pinhole/edge"
@@ -59,6 +56,11 @@ type Limits struct {
 	// beyond it the answer is 429 with Retry-After.
 	SessionRate  float64
 	SessionBurst int
+	// ResourceRate bounds PATCH and DELETE on session URLs per client
+	// address and second (--resource-rate), bursts of twice that;
+	// ProbeRate the STUN/TURN probes and self-tests (--probe-rate), bursts
+	// of probeBurst. Zero: off.
+	ResourceRate, ProbeRate float64
 }
 
 // LimitSpec is one integer limit: its flag, default, the range a flag may
@@ -99,7 +101,7 @@ const DefaultSessionRate = 5
 
 // DefaultLimits are the defaults of LimitSpecs and DefaultSessionRate.
 func DefaultLimits() Limits {
-	l := Limits{SessionRate: DefaultSessionRate}
+	l := Limits{SessionRate: DefaultSessionRate, ResourceRate: DefaultResourceRate, ProbeRate: DefaultProbeRate}
 	for _, sp := range LimitSpecs {
 		*sp.Field(&l) = sp.Default
 	}
@@ -192,19 +194,57 @@ func (s *Server) limited(check func(r *http.Request, body []byte) error) func(ht
 	}
 }
 
+// Default rates of the requests that act on an existing session or probe,
+// per client address (as the edge resolved it). A browser trickles a
+// candidate or two per PATCH and ends with one DELETE, so 20 a second with
+// bursts of 40 never touches a real client, while a loop of PATCHes (each
+// a handful of ICE checks pinhole sends) is held to that. A person
+// checking a setup runs a probe every few seconds at most; each probe
+// sends packets and holds a socket for up to its timeout.
+const (
+	DefaultResourceRate = 20
+	DefaultProbeRate    = 0.5
+	probeBurst          = 4
+	// maxLimiterKeys bounds each limiter's memory under a spray of
+	// addresses: the least recently seen are forgotten first (a forgotten
+	// address starts with a full bucket, which only favours it).
+	maxLimiterKeys = 10000
+)
+
+// rateLimit is a middleware refusing a client past lim's rate with 429,
+// the flag or reason named, and an honest Retry-After.
+func (s *Server) rateLimit(lim *edge.Limiter, flag string, max float64, what string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if lim != nil {
+				key := clientAddr(r)
+				if ok, wait := lim.Allow(key); !ok {
+					s.writeError(w, r, limitError(http.StatusTooManyRequests, flag, max,
+						"too many %s from %s; retry in %s s", what, key, edge.RetryAfter(wait)).
+						WithHeader("Retry-After", edge.RetryAfter(wait)))
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
 // limitSessionRate is the per-address session rate (--session-rate). It
 // comes before reading the body: it is the cheapest refusal and the one
 // that protects the rest.
 func (s *Server) limitSessionRate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.rates != nil {
-			if err := s.rates.allow(clientAddr(r)); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
+	return s.rateLimit(s.rates, "session-rate", s.lim.SessionRate, "sessions created")(next)
+}
+
+// limitResourceRate bounds PATCH and DELETE on session URLs per address.
+func (s *Server) limitResourceRate(next http.Handler) http.Handler {
+	return s.rateLimit(s.resourceRates, "resource-rate", s.lim.ResourceRate, "requests on session URLs")(next)
+}
+
+// limitProbeRate bounds STUN/TURN probes and self-tests per address.
+func (s *Server) limitProbeRate(next http.Handler) http.Handler {
+	return s.rateLimit(s.probeRates, "probe-rate", s.lim.ProbeRate, "probes")(next)
 }
 
 // limitOffer checks a WHIP/WHEP offer's shape and its room name's length.
@@ -351,79 +391,4 @@ func readCapped(r *http.Request, max int64) ([]byte, error) {
 // trusted proxy's X-Forwarded-For), IPv6 by its /64.
 func clientAddr(r *http.Request) string {
 	return edge.LimitKey(edge.ClientAddr(r))
-}
-
-// rateLimiter keeps a token bucket per client address.
-type rateLimiter struct {
-	limit rate.Limit
-	burst int
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	swept   time.Time
-}
-
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-// maxBuckets bounds the limiter's memory under a spray of addresses; past
-// it, idle buckets are dropped first (a dropped bucket starts full again,
-// which only favours the client).
-const maxBuckets = 10000
-
-func newRateLimiter(limit rate.Limit, burst int) *rateLimiter {
-	return &rateLimiter{limit: limit, burst: burst, buckets: map[string]*bucket{}}
-}
-
-// allow takes a token for addr or returns the 429 with Retry-After.
-func (rl *rateLimiter) allow(addr string) error {
-	now := time.Now()
-	rl.mu.Lock()
-	b := rl.buckets[addr]
-	if b == nil {
-		rl.sweepLocked(now)
-		b = &bucket{lim: rate.NewLimiter(rl.limit, rl.burst)}
-		rl.buckets[addr] = b
-	}
-	b.seen = now
-	res := b.lim.ReserveN(now, 1)
-	delay := res.DelayFrom(now)
-	if delay > 0 {
-		res.CancelAt(now) // a refused request costs no token
-	}
-	rl.mu.Unlock()
-	if delay <= 0 {
-		return nil
-	}
-	// RFC 9110 §10.2.3: whole seconds, at least 1.
-	secs := int(math.Ceil(delay.Seconds()))
-	if secs < 1 {
-		secs = 1
-	}
-	return limitError(http.StatusTooManyRequests, "session-rate", float64(rl.limit),
-		"too many sessions created from %s; retry in %d s", addr, secs).
-		WithHeader("Retry-After", fmt.Sprint(secs))
-}
-
-// sweepLocked drops buckets idle long enough to be full again, once a
-// minute or when the map is at its bound.
-func (rl *rateLimiter) sweepLocked(now time.Time) {
-	if len(rl.buckets) < maxBuckets && now.Sub(rl.swept) < time.Minute {
-		return
-	}
-	rl.swept = now
-	full := time.Duration(float64(rl.burst)/float64(rl.limit)*float64(time.Second)) + time.Second
-	for k, b := range rl.buckets {
-		if now.Sub(b.seen) > full {
-			delete(rl.buckets, k)
-		}
-	}
-	for k := range rl.buckets {
-		if len(rl.buckets) < maxBuckets {
-			break
-		}
-		delete(rl.buckets, k)
-	}
 }

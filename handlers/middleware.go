@@ -110,7 +110,7 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 // resource), ETag (for If-Match), Link (ICE servers), Accept-Patch and
 // Retry-After (RFC 9725 §4.2, §4.6; WHEP draft §4.2).
 const (
-	corsExpose  = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After, X-Request-Id"
+	corsExpose  = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After, X-Request-Id, Pinhole-Participant-Id"
 	corsAllowH  = "Authorization, Content-Type, If-Match, X-Request-Id"
 	corsMethods = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 	// corsMaxAge lets browsers cache a preflight for 10 minutes: one

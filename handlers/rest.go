@@ -9,7 +9,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
-	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -57,7 +56,7 @@ func (s *Server) getRoom(r *http.Request) (store.Room, error) {
 // handleRoomCreate creates a room.
 //
 //	@Summary		Create a room
-//	@Description	Tokens, when set, are required as Authorization: Bearer by WHIP (publish_token) and WHEP (view_token). They are never shown again.
+//	@Description	Tokens, when set, are required as Authorization: Bearer by WHIP (publish_token) and WHEP (view_token). They are never shown again. A room WHIP/WHEP created on the fly is claimed (its sessions stay); a room an admin created is 409.
 //	@Tags			rooms
 //	@Accept			json
 //	@Produce		json
@@ -83,6 +82,18 @@ func (s *Server) handleRoomCreate(w http.ResponseWriter, r *http.Request) error 
 		PublishToken: req.PublishToken,
 		ViewToken:    req.ViewToken,
 	}, s.lim.MaxRooms)
+	if errors.Is(err, store.ErrExists) {
+		// A room made on the fly by a WHIP/WHEP request is the admin's to
+		// claim: anyone could have squatted the name first. A room an
+		// admin made is never replaced.
+		room, err = s.store.UpdateRoom(r.Context(), req.Name, func(rm *store.Room) error {
+			if !rm.AutoCreated {
+				return store.ErrExists
+			}
+			rm.AutoCreated, rm.Metadata, rm.PublishToken, rm.ViewToken = false, req.Metadata, req.PublishToken, req.ViewToken
+			return nil
+		})
+	}
 	if errors.Is(err, store.ErrExists) {
 		return api.Errorf(http.StatusConflict, "room %q already exists", req.Name)
 	}
@@ -191,18 +202,29 @@ func (s *Server) handleParticipantList(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
+	admin := s.isAdmin(r)
 	out := api.ParticipantList{Room: room.Name, Participants: make([]api.Participant, 0, len(live))}
 	for _, sess := range live {
-		out.Participants = append(out.Participants, api.Participant{
-			SessionID: sess.ID,
-			UserID:    sess.UserID,
-			Role:      string(sess.Role),
-			State:     string(sess.State),
-			Metadata:  sess.Metadata,
-			Since:     sess.CreatedAt,
-		})
+		out.Participants = append(out.Participants, toParticipant(sess, admin))
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// toParticipant is what a room's participant list shows of a session:
+// its public id, never the session id (the secret in its URL), except to
+// the admin, who also sees the metadata.
+func toParticipant(sess store.Session, admin bool) api.Participant {
+	p := api.Participant{
+		ID:     sess.PublicID,
+		UserID: sess.UserID,
+		Role:   string(sess.Role),
+		State:  string(sess.State),
+		Since:  sess.CreatedAt,
+	}
+	if admin {
+		p.SessionID, p.Metadata = sess.ID, sess.Metadata
+	}
+	return p
 }
 
 // handleSessionCreate is the JSON twin of WHIP and WHEP.
@@ -234,20 +256,18 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	role := store.Role(req.Role)
-	if req.PublisherID != "" && (role != store.RoleViewer || !record.ValidID(req.PublisherID)) {
-		return api.Invalid(api.FieldError{Field: "publisher_id", Message: "must be a publisher session id, and only for role viewer"})
+	if req.PublisherID != "" && (role != store.RoleViewer || !record.ValidPublicID(req.PublisherID)) {
+		return api.Invalid(api.FieldError{Field: "publisher_id", Message: "must be a publisher's participant id (16 hex digits), and only for role viewer"})
 	}
 	if len(req.SDP) < 3 || req.SDP[:3] != "v=0" {
 		return api.Invalid(api.FieldError{Field: "sdp", Message: `must be an SDP offer starting with "v=0"`})
 	}
-	room, err := s.roomForSession(ctx, r, chi.URLParam(r, "room"), role)
+	room, exists, err := s.roomFor(ctx, r, chi.URLParam(r, "room"), role)
 	if err != nil {
 		return err
 	}
-	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{
-		Room: room.Name, Role: role, Offer: req.SDP,
-		UserID: req.UserID, Metadata: req.Metadata, PublisherID: req.PublisherID,
-		TrustLocalCandidates: edge.ClientIsLoopback(r),
+	sess, ans, err := s.openIn(r, room, exists, record.OpenRequest{
+		Role: role, Offer: req.SDP, UserID: req.UserID, Metadata: req.Metadata, PublisherID: req.PublisherID,
 	})
 	if err != nil {
 		return err
@@ -255,8 +275,9 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 	url := resourceURL(room.Name, role, sess.ID)
 	etag := record.ETag(ans.ICEUfrag)
 	w.Header().Set("Location", url)
+	w.Header().Set(ParticipantIDHeader, sess.PublicID)
 	w.Header().Set("ETag", etag)
-	s.addICELinks(w.Header())
+	s.addICELinks(w.Header(), sess.PublicID)
 	return writeJSON(w, http.StatusCreated, api.CreateSessionResponse{
 		Session:     toAPISession(sess),
 		SDP:         ans.SDP,
@@ -374,6 +395,7 @@ func (s *Server) handlePortList(w http.ResponseWriter, r *http.Request) error {
 	for _, sess := range live {
 		byID[sess.ID] = sess
 	}
+	admin := s.isAdmin(r)
 	out := api.PortList{Total: len(ports), PeersPerPort: max(s.cfg.PeersPerPort, 1), Ports: make([]api.Port, 0, len(ports))}
 	for _, p := range ports {
 		ap := api.Port{
@@ -398,10 +420,14 @@ func (s *Server) handlePortList(w http.ResponseWriter, r *http.Request) error {
 			ap.LastPacketAt = &t
 		}
 		for _, h := range p.Holders {
-			ap.Sessions = append(ap.Sessions, api.PortSession{
-				SessionID: h.SessionID, Room: h.Room, Role: string(h.Role),
+			ps := api.PortSession{
+				ParticipantID: byID[h.SessionID].PublicID, Room: h.Room, Role: string(h.Role),
 				UserID: byID[h.SessionID].UserID, Since: h.Since,
-			})
+			}
+			if admin {
+				ps.SessionID = h.SessionID
+			}
+			ap.Sessions = append(ap.Sessions, ps)
 			// Without --public-ip the engine advertises interface
 			// addresses per session; show the one the holder got.
 			if ap.PublicAddr == "" {

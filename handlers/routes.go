@@ -13,10 +13,13 @@ import (
 // each, and beside each who may call it and which limits apply:
 //
 //   - anonymous: anyone who reaches the port. Creating a WHIP/WHEP session
-//     still needs the room's token when the room has one (authorize), and
-//     acting on a session needs its URL.
-//   - admin: "Authorization: Bearer <admin token>" (requireAdmin), when an
-//     admin token is configured.
+//     still needs the room's token when the room has one (authorize).
+//   - holder of the URL (or id): a session's URL and id are unguessable
+//     capabilities, handed only to the client that created the session and
+//     listed only to the admin; they let it trickle, restart, end and
+//     diagnose that session.
+//   - admin: "Authorization: Bearer <admin token>" (requireAdmin). There is
+//     always a token (main makes one), unless --insecure-open-api.
 //
 // Limits are middlewares on the routes they bound (limits.go): every body
 // is capped; session creation is rate-limited per client address and its
@@ -49,28 +52,30 @@ func (s *Server) Routes() http.Handler {
 	r.Delete("/whep/{room}/{id}", h(s.handleWHEPDelete))                     // stop watching (holder of the URL)
 	r.Options("/whep/{room}/{id}", h(s.handleResourceOptions))               // Accept-Patch, CORS preflight
 
-	// JSON REST API.
+	// JSON REST API. A session's own URL and id are capabilities: whoever
+	// holds them may read and end that session; listings of sessions are
+	// the admin's.
 	r.Route("/api/v1", func(r chi.Router) {
-		r.With(admin, s.limitRoomCreate).Post("/rooms", h(s.handleRoomCreate))                                  // admin: create a room
+		r.With(admin, s.limitRoomCreate).Post("/rooms", h(s.handleRoomCreate))                                  // admin: create (or claim an auto-created) room
 		r.Get("/rooms", h(s.handleRoomList))                                                                    // anonymous: list rooms
 		r.Get("/rooms/{room}", h(s.handleRoomGet))                                                              // anonymous: one room
 		r.With(admin).Delete("/rooms/{room}", h(s.handleRoomDelete))                                            // admin: delete a room, ending its sessions
-		r.Get("/rooms/{room}/participants", h(s.handleParticipantList))                                         // anonymous: live sessions of a room
-		r.With(s.limitSessionRate, s.limitSessionJSON).Post("/rooms/{room}/sessions", h(s.handleSessionCreate)) // anonymous: JSON WHIP/WHEP
-		r.Get("/sessions", h(s.handleSessionList))                                                              // anonymous: list sessions (room, state, role)
-		r.Get("/sessions/{id}", h(s.handleSessionGet))                                                          // anonymous: one session
+		r.Get("/rooms/{room}/participants", h(s.handleParticipantList))                                         // anonymous: public ids, user ids, roles, states
+		r.With(s.limitSessionRate, s.limitSessionJSON).Post("/rooms/{room}/sessions", h(s.handleSessionCreate)) // anonymous: JSON WHIP/WHEP (room tokens apply)
+		r.With(admin).Get("/sessions", h(s.handleSessionList))                                                  // admin: list sessions with ids, URLs, addresses
+		r.Get("/sessions/{id}", h(s.handleSessionGet))                                                          // holder of the id: one session
 		r.With(admin).Delete("/sessions/{id}", h(s.handleSessionDelete))                                        // admin: end any session
-		r.Get("/ports", h(s.handlePortList))                                                                    // anonymous: the UDP port range
+		r.Get("/ports", h(s.handlePortList))                                                                    // anonymous: the UDP port range (participant ids only)
 		if d := s.diag; d != nil {
-			r.Get("/diagnostics", h(d.HandleReport))                         // anonymous: server report: config, ports, ICE servers
-			r.With(admin).Post("/diagnostics/stun", h(d.HandleSTUN))         // admin: STUN probe (default 5 s)
-			r.With(admin).Post("/diagnostics/turn", h(d.HandleTURN))         // admin: TURN allocation probe (default 8 s)
-			r.With(admin).Post("/diagnostics/selftest", h(d.HandleSelfTest)) // admin: internal client through the public address
-			r.Get("/sessions/{id}/diagnosis", h(d.HandleDiagnosis))          // anonymous: timeline and verdict of a session
+			r.With(admin).Get("/diagnostics", h(d.HandleReport))                               // admin: server report: config, ports, ICE servers
+			r.With(admin, s.limitProbeRate).Post("/diagnostics/stun", h(d.HandleSTUN))         // admin: STUN probe (default 5 s)
+			r.With(admin, s.limitProbeRate).Post("/diagnostics/turn", h(d.HandleTURN))         // admin: TURN allocation probe (default 8 s)
+			r.With(admin, s.limitProbeRate).Post("/diagnostics/selftest", h(d.HandleSelfTest)) // admin: internal client through the public address
+			r.Get("/sessions/{id}/diagnosis", h(d.HandleDiagnosis))                            // holder of the id: timeline and verdict of its session
 		}
 	})
 
-	// Operations and documentation. Anonymous.
+	// Operations and documentation. Anonymous, but /metrics.
 	r.Get("/healthz", h(s.handleHealthz))      // liveness: 200 while serving
 	r.Get("/readyz", h(s.handleReadyz))        // readiness: 200 while a port can be leased
 	r.Get("/openapi.json", h(s.handleOpenAPI)) // the OpenAPI document
@@ -79,7 +84,7 @@ func (s *Server) Routes() http.Handler {
 	r.Get("/docs/*", h(s.handleDocs))          // Swagger UI assets
 	r.Head("/docs/*", h(s.handleDocs))         // Swagger UI assets, headers only
 	if s.metrics != nil {
-		r.Method(http.MethodGet, "/metrics", s.metrics) // Prometheus text format
+		r.With(admin).Method(http.MethodGet, "/metrics", s.metrics) // admin: Prometheus text format (bearer_token in the scrape config)
 	}
 
 	// Browser app (package web), GET and HEAD. Anonymous.

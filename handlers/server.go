@@ -17,8 +17,6 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/pinhole-rtc/pinhole/edge"
 
 	"github.com/pinhole-rtc/pinhole/api"
@@ -29,8 +27,15 @@ import (
 
 // Config is the HTTP side's configuration, filled by main from flags.
 type Config struct {
-	// ICEServers are advertised in Link headers of WHIP/WHEP answers.
+	// ICEServers are advertised in Link headers of WHIP/WHEP answers
+	// (iceservers.go says which, with which credentials).
 	ICEServers []api.ICEServer
+	// ShareICECredentials hands static TURN credentials of ICEServers to
+	// clients (--share-ice-credentials); TURNSecret makes time-limited ones
+	// for TURN servers without (--turn-secret), valid TURNTTL.
+	ShareICECredentials bool
+	TURNSecret          string
+	TURNTTL             time.Duration
 	// CORSOrigins are the origins allowed to call the API; "*" allows any.
 	CORSOrigins []string
 	// AutoCreateRooms makes WHIP/WHEP and session creation on a missing
@@ -40,10 +45,13 @@ type Config struct {
 	PeersPerPort int
 	// Node names this instance in session records.
 	Node string
-	// AdminToken, when set, is required as "Authorization: Bearer" by the
-	// routes the route table marks admin (routes.go); empty leaves them
-	// open.
+	// AdminToken is required as "Authorization: Bearer" by the routes the
+	// route table marks admin (routes.go). Empty refuses them all, unless
+	// OpenAPI.
 	AdminToken string
+	// OpenAPI lets anyone call every route, as admin (--insecure-open-api):
+	// for a lab only.
+	OpenAPI bool
 	// Limits bound requests and clients (limits.go); zero fields mean
 	// the API's own size caps and no count or rate limit.
 	Limits Limits
@@ -53,6 +61,10 @@ type Config struct {
 	TrustedProxies  []netip.Prefix
 	ForwardedHeader bool
 }
+
+// ParticipantIDHeader carries a new session's participant id (its public
+// id) in the 201 answer to WHIP, WHEP and JSON session creation.
+const ParticipantIDHeader = "Pinhole-Participant-Id"
 
 // Diagnostics is the diagnostics API (package diagnostics), mounted in this
 // package's route table so that who may call it is declared with every
@@ -95,9 +107,11 @@ type Server struct {
 	diag     Diagnostics
 	metrics  http.Handler
 	web      http.Handler
-	rates    *rateLimiter
-	clients  *edge.Resolver
-	docs     docsUI
+	// Per-client limiters: session creation (nil: --session-rate off),
+	// requests on session URLs, probes.
+	rates, resourceRates, probeRates *edge.Limiter
+	clients                          *edge.Resolver
+	docs                             docsUI
 }
 
 // New returns pinhole's HTTP handler.
@@ -134,7 +148,13 @@ func NewServer(d Deps) *Server {
 	}
 	srv.clients = clients
 	if srv.lim.SessionRate > 0 {
-		srv.rates = newRateLimiter(rate.Limit(srv.lim.SessionRate), srv.lim.SessionBurst)
+		srv.rates = edge.NewLimiter(srv.lim.SessionRate, srv.lim.SessionBurst, maxLimiterKeys)
+	}
+	if r := srv.lim.ResourceRate; r > 0 {
+		srv.resourceRates = edge.NewLimiter(r, int(2*r)+1, maxLimiterKeys)
+	}
+	if r := srv.lim.ProbeRate; r > 0 {
+		srv.probeRates = edge.NewLimiter(r, probeBurst, maxLimiterKeys)
 	}
 	return srv
 }

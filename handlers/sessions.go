@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pinhole-rtc/pinhole/api"
+	"github.com/pinhole-rtc/pinhole/edge"
+	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -20,26 +22,82 @@ func resourceURL(room string, role store.Role, id string) string {
 	return "/whep/" + room + "/" + id
 }
 
-// roomForSession returns the room a new session joins. A missing room is
-// created when AutoCreateRooms is on (a room made that way has no tokens),
-// else it is a 404. The bearer token of the role is checked here.
-func (s *Server) roomForSession(ctx context.Context, r *http.Request, name string, role store.Role) (store.Room, error) {
+// roomFor finds the room a new session asks for and checks the role's
+// token when the room exists. A missing room is not created here: openIn
+// creates it only once the session is open (token, offer and lease all
+// good), so junk requests never leave rooms behind. Without
+// AutoCreateRooms a missing room is a 404.
+func (s *Server) roomFor(ctx context.Context, r *http.Request, name string, role store.Role) (room store.Room, exists bool, err error) {
 	if !api.ValidRoomName(name) {
-		return store.Room{}, api.Invalid(api.FieldError{Field: "room", Message: "must be 1 to 64 letters, digits, '.', '_' or '-'"})
+		return store.Room{}, false, api.Invalid(api.FieldError{Field: "room", Message: "must be 1 to 64 letters, digits, '.', '_' or '-'"})
 	}
-	room, err := s.store.GetRoom(ctx, name)
+	room, err = s.store.GetRoom(ctx, name)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && s.cfg.AutoCreateRooms:
-		room, _, err = s.store.EnsureRoom(ctx, store.Room{Name: name, CreatedAt: time.Now().UTC(), AutoCreated: true}, s.lim.MaxRooms)
-		if err != nil {
-			return store.Room{}, err
+		// The cheap refusal first; EnsureRoom in openIn is the atomic one.
+		if s.lim.MaxRooms > 0 {
+			rooms, err := s.store.ListRooms(ctx)
+			if err != nil {
+				return store.Room{}, false, err
+			}
+			if len(rooms) >= s.lim.MaxRooms {
+				return store.Room{}, false, &store.LimitError{Limit: store.LimitRooms, Max: s.lim.MaxRooms, Count: len(rooms)}
+			}
 		}
+		return store.Room{Name: name}, false, nil
 	case errors.Is(err, store.ErrNotFound):
-		return store.Room{}, api.Errorf(http.StatusNotFound, "room %q does not exist", name)
+		return store.Room{}, false, api.Errorf(http.StatusNotFound, "room %q does not exist", name)
 	case err != nil:
-		return store.Room{}, err
+		return store.Room{}, false, err
 	}
-	return room, authorize(r, room, role)
+	return room, true, authorize(r, room, role)
+}
+
+// openIn opens a session in room (as roomFor found it): the publisher to
+// follow is named by its public id; a missing room is created after the
+// session is open, and if that fails (--max-rooms), or the room was made
+// meanwhile with a token this request lacks, the session is undone.
+func (s *Server) openIn(r *http.Request, room store.Room, exists bool, req record.OpenRequest) (store.Session, *media.Answer, error) {
+	ctx := r.Context()
+	if req.PublisherID != "" {
+		id, err := s.publisherByPublicID(ctx, room.Name, req.PublisherID)
+		if err != nil {
+			return store.Session{}, nil, err
+		}
+		req.PublisherID = id
+	}
+	req.Room = room.Name
+	req.TrustLocalCandidates = edge.ClientIsLoopback(r)
+	sess, ans, err := s.sessions.Open(ctx, req)
+	if err != nil || exists {
+		return sess, ans, err
+	}
+	got, _, err := s.store.EnsureRoom(ctx, store.Room{Name: room.Name, CreatedAt: time.Now().UTC(), AutoCreated: true}, s.lim.MaxRooms)
+	if err == nil {
+		err = authorize(r, got, req.Role)
+	}
+	if err != nil {
+		wctx := context.WithoutCancel(ctx)
+		_ = s.sessions.Close(wctx, sess.ID, "refused: the room could not be joined")
+		_ = s.store.DeleteSession(wctx, sess.ID)
+		return store.Session{}, nil, err
+	}
+	return sess, ans, nil
+}
+
+// publisherByPublicID finds the live publisher of room whose public id is
+// pub and returns its session id, which the engine follows.
+func (s *Server) publisherByPublicID(ctx context.Context, room, pub string) (string, error) {
+	live, err := s.store.ListSessions(ctx, store.SessionFilter{Room: room, Role: store.RolePublisher})
+	if err != nil {
+		return "", err
+	}
+	for _, p := range live {
+		if p.PublicID == pub {
+			return p.ID, nil
+		}
+	}
+	return "", api.Errorf(http.StatusNotFound, "room %q has no live publisher %q (publisher takes a participant id from the room's participant list)", room, pub)
 }
 
 // authorize checks the room's token for role. RFC 9725 §4.7:

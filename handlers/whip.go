@@ -8,7 +8,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/pinhole-rtc/pinhole/api"
-	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/record"
 	"github.com/pinhole-rtc/pinhole/store"
 )
@@ -44,12 +43,12 @@ func (s *Server) handleWHIPCreate(w http.ResponseWriter, r *http.Request) error 
 // handleWHEPCreate subscribes a viewer to a room.
 //
 //	@Summary		Watch (WHEP)
-//	@Description	WHEP draft: POST an SDP offer (recvonly), get the answer. ?publisher= picks a publisher session; the default is the newest. A viewer that arrives before any publisher keeps its connection and gets media when one arrives.
+//	@Description	WHEP draft: POST an SDP offer (recvonly), get the answer. ?publisher= picks a publisher by its participant id; the default is the newest. A viewer that arrives before any publisher keeps its connection and gets media when one arrives.
 //	@Tags			WHEP
 //	@Accept			application/sdp
 //	@Produce		application/sdp
 //	@Param			room			path		string	true	"Room name"
-//	@Param			publisher		query		string	false	"Publisher session id to follow"
+//	@Param			publisher		query		string	false	"Participant id of the publisher to follow"
 //	@Param			Authorization	header		string	false	"Bearer <view token>"
 //	@Param			offer			body		string	true	"SDP offer"
 //	@Success		201				{string}	string	"SDP answer"
@@ -75,11 +74,11 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	publisher := ""
 	if role == store.RoleViewer {
 		publisher = r.URL.Query().Get("publisher")
-		if publisher != "" && !record.ValidID(publisher) {
-			return api.Invalid(api.FieldError{Field: "publisher", Message: "must be a session id (32 hex digits)"})
+		if publisher != "" && !record.ValidPublicID(publisher) {
+			return api.Invalid(api.FieldError{Field: "publisher", Message: "must be a participant id (16 hex digits) from the room's participant list"})
 		}
 	}
-	room, err := s.roomForSession(ctx, r, chi.URLParam(r, "room"), role)
+	room, exists, err := s.roomFor(ctx, r, chi.URLParam(r, "room"), role)
 	if err != nil {
 		return err
 	}
@@ -88,8 +87,7 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	if err != nil {
 		return err
 	}
-	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{Room: room.Name, Role: role, Offer: offer, PublisherID: publisher,
-		TrustLocalCandidates: edge.ClientIsLoopback(r)})
+	sess, ans, err := s.openIn(r, room, exists, record.OpenRequest{Role: role, Offer: offer, PublisherID: publisher})
 	if err != nil {
 		return err
 	}
@@ -97,6 +95,9 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	// RFC 9725 §4.2: 201 Created, Location of the session URL, the answer
 	// as application/sdp.
 	h.Set("Location", resourceURL(room.Name, role, sess.ID))
+	// The participant id others see for this session (the room's
+	// participant list, ?publisher=), so a client can recognise itself.
+	h.Set(ParticipantIDHeader, sess.PublicID)
 	h.Set("Content-Type", api.SDPContentType)
 	// RFC 9725 §4.3.1: a strong ETag identifies the ICE session, matched by
 	// If-Match on PATCH.
@@ -104,17 +105,11 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	// RFC 9725 §4.3.1: Accept-Patch tells the client trickle ICE is taken.
 	h.Set("Accept-Patch", api.SDPFragContentType)
 	// RFC 9725 §4.6: one Link per STUN/TURN server (RFC 8288 syntax).
-	s.addICELinks(h)
+	s.addICELinks(h, sess.PublicID)
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write([]byte(ans.SDP))
 	return nil
-}
-
-func (s *Server) addICELinks(h http.Header) {
-	for _, srv := range s.cfg.ICEServers {
-		h.Add("Link", srv.LinkValue())
-	}
 }
 
 // handleWHIPPatch takes trickle ICE candidates or an ICE restart.

@@ -244,7 +244,7 @@ const docTemplate = `{
                         "AdminToken": []
                     }
                 ],
-                "description": "Tokens, when set, are required as Authorization: Bearer by WHIP (publish_token) and WHEP (view_token). They are never shown again.",
+                "description": "Tokens, when set, are required as Authorization: Bearer by WHIP (publish_token) and WHEP (view_token). They are never shown again. A room WHIP/WHEP created on the fly is claimed (its sessions stay); a room an admin created is 409.",
                 "consumes": [
                     "application/json"
                 ],
@@ -767,7 +767,7 @@ const docTemplate = `{
         },
         "/whep/{room}": {
             "post": {
-                "description": "WHEP draft: POST an SDP offer (recvonly), get the answer. ?publisher= picks a publisher session; the default is the newest. A viewer that arrives before any publisher keeps its connection and gets media when one arrives.",
+                "description": "WHEP draft: POST an SDP offer (recvonly), get the answer. ?publisher= picks a publisher by its participant id; the default is the newest. A viewer that arrives before any publisher keeps its connection and gets media when one arrives.",
                 "consumes": [
                     "application/sdp"
                 ],
@@ -788,7 +788,7 @@ const docTemplate = `{
                     },
                     {
                         "type": "string",
-                        "description": "Publisher session id to follow",
+                        "description": "Participant id of the publisher to follow",
                         "name": "publisher",
                         "in": "query"
                     },
@@ -1462,7 +1462,7 @@ const docTemplate = `{
                     }
                 },
                 "publisher_id": {
-                    "description": "PublisherID makes a viewer follow one publisher; default the newest.",
+                    "description": "PublisherID makes a viewer follow one publisher, by its public id\n(the participant list's id); default the newest.",
                     "type": "string",
                     "maxLength": 64
                 },
@@ -1667,6 +1667,11 @@ const docTemplate = `{
         "api.Participant": {
             "type": "object",
             "properties": {
+                "id": {
+                    "description": "ID is the participant's public id: what ?publisher= takes. It is not\nthe session id, which is the secret in the session URL.",
+                    "type": "string",
+                    "example": "9c1e2f4a5b6d7e8f"
+                },
                 "metadata": {
                     "type": "object",
                     "additionalProperties": {
@@ -1681,6 +1686,7 @@ const docTemplate = `{
                     ]
                 },
                 "session_id": {
+                    "description": "SessionID is shown to the admin only.",
                     "type": "string"
                 },
                 "since": {
@@ -1782,6 +1788,10 @@ const docTemplate = `{
         "api.PortSession": {
             "type": "object",
             "properties": {
+                "participant_id": {
+                    "description": "ParticipantID is the holder's public id; SessionID is shown to the\nadmin only.",
+                    "type": "string"
+                },
                 "role": {
                     "type": "string"
                 },

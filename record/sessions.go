@@ -52,6 +52,24 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// NewPublicID returns a session's public id: 64 random bits in hex, apart
+// from the session id, so that showing it to a room's participants tells
+// them nothing of the session URL.
+func NewPublicID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ValidPublicID reports whether id could be one of NewPublicID's.
+func ValidPublicID(id string) bool {
+	if len(id) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
 // ValidID reports whether id could be one of NewID's, so that junk never
 // reaches the store.
 func ValidID(id string) bool {
@@ -77,6 +95,7 @@ func (s *Sessions) Open(ctx context.Context, req OpenRequest) (store.Session, *m
 	now := time.Now().UTC()
 	rec := store.Session{
 		ID:          id,
+		PublicID:    NewPublicID(),
 		Room:        req.Room,
 		Role:        req.Role,
 		UserID:      req.UserID,

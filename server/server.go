@@ -5,9 +5,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/pinhole-rtc/pinhole/diagnostics"
 	"github.com/pinhole-rtc/pinhole/handlers"
@@ -35,11 +37,22 @@ type Config struct {
 	// NoMetrics leaves /metrics out (benchmarks run several servers in one
 	// process).
 	NoMetrics bool
+	// RoomIdleTimeout: rooms WHIP/WHEP made on the fly are deleted after
+	// this long without a live session (0: DefaultRoomIdleTimeout).
+	RoomIdleTimeout time.Duration
 }
+
+// DefaultRoomIdleTimeout keeps an empty auto-created room long enough for
+// a publisher that reconnects (network change, page reload) to find it
+// again, and short enough that junk cannot pile rooms up to --max-rooms.
+const DefaultRoomIdleTimeout = 5 * time.Minute
 
 // Server is a wired pinhole: Handler serves HTTP; the parts are exported
 // for tests and for main's shutdown.
 type Server struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
 	Store       store.Store
 	Recorder    *record.Recorder
 	Engine      *media.Engine
@@ -96,12 +109,41 @@ func New(cfg Config) (*Server, error) {
 		deps.Metrics = s.Metrics.Handler()
 	}
 	s.Handler = handlers.New(deps)
+	idle := cfg.RoomIdleTimeout
+	if idle <= 0 {
+		idle = DefaultRoomIdleTimeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go s.collectRooms(ctx, idle, log)
 	return s, nil
+}
+
+// collectRooms deletes idle auto-created rooms, checking a few times per
+// idle period (at most once a minute).
+func (s *Server) collectRooms(ctx context.Context, idle time.Duration, log *slog.Logger) {
+	defer close(s.done)
+	t := time.NewTicker(min(idle/4, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if n, err := s.Sessions.CollectRooms(ctx, idle, now); err != nil {
+				log.Warn("collecting idle rooms", "err", err)
+			} else if n > 0 {
+				log.Info("idle rooms deleted", "rooms", n)
+			}
+		}
+	}
 }
 
 // Close ends every peer connection (freeing every lease), then records the
 // last events, in reverse order of acquisition. Stop serving HTTP first.
 func (s *Server) Close() error {
+	s.cancel()
+	<-s.done
 	err := s.Engine.Close()
 	s.Recorder.Close()
 	if err != nil {

@@ -19,6 +19,10 @@ const (
 	// DefaultMaxClosed caps retained closed sessions (a few KB each, so
 	// tens of MB at most) whatever the churn within the retention period.
 	DefaultMaxClosed = 10000
+	// DefaultMaxClosedBytes caps what retained closed sessions weigh
+	// (their timelines, metadata and addresses, roughly): a client sending
+	// huge offers must not make 10,000 records of 100 KB each.
+	DefaultMaxClosedBytes = 64 << 20
 )
 
 // MemoryOptions configure NewMemory. Zero values take the defaults.
@@ -29,6 +33,9 @@ type MemoryOptions struct {
 	// MaxClosed caps the number of closed sessions kept; the oldest closed
 	// are forgotten first. Default DefaultMaxClosed.
 	MaxClosed int
+	// MaxClosedBytes caps their approximate size in bytes, the same way.
+	// Default DefaultMaxClosedBytes.
+	MaxClosedBytes int
 	// Now is the clock, for tests. Default time.Now.
 	Now func() time.Time
 }
@@ -37,9 +44,10 @@ type MemoryOptions struct {
 // current mark from a stale queue entry left by a session that was
 // reopened or deleted (times alone can repeat under a fake clock).
 type closedMark struct {
-	id  string
-	at  time.Time
-	seq uint64
+	id   string
+	at   time.Time
+	seq  uint64
+	size int
 }
 
 // Memory is the in-process Store: maps under one mutex. Every value that
@@ -47,6 +55,7 @@ type closedMark struct {
 type Memory struct {
 	retention time.Duration
 	maxClosed int
+	maxBytes  int
 	now       func() time.Time
 
 	mu       sync.RWMutex
@@ -55,9 +64,10 @@ type Memory struct {
 	// closed holds the current mark of every closed session; queue holds
 	// marks in the order sessions closed (oldest first, possibly stale), so
 	// pruning pops from the front instead of scanning every session.
-	closed  map[string]closedMark
-	queue   []closedMark
-	nextSeq uint64
+	closed      map[string]closedMark
+	queue       []closedMark
+	nextSeq     uint64
+	closedBytes int
 }
 
 var _ Store = (*Memory)(nil)
@@ -70,6 +80,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	m := &Memory{
 		retention: opts.Retention,
 		maxClosed: opts.MaxClosed,
+		maxBytes:  opts.MaxClosedBytes,
 		now:       opts.Now,
 		rooms:     make(map[string]Room),
 		sessions:  make(map[string]Session),
@@ -77,6 +88,9 @@ func NewMemory(opts MemoryOptions) *Memory {
 	}
 	if m.retention <= 0 {
 		m.retention = DefaultRetention
+	}
+	if m.maxBytes <= 0 {
+		m.maxBytes = DefaultMaxClosedBytes
 	}
 	if m.maxClosed <= 0 {
 		m.maxClosed = DefaultMaxClosed
@@ -148,6 +162,27 @@ func (m *Memory) EnsureRoom(ctx context.Context, r Room, maxRooms int) (Room, bo
 		return Room{}, false, &LimitError{Limit: LimitRooms, Max: maxRooms, Count: len(m.rooms)}
 	}
 	return m.putRoom(r), true, nil
+}
+
+// UpdateRoom runs fn on a copy of the room under the lock and stores it
+// unless fn fails. The name cannot be changed.
+func (m *Memory) UpdateRoom(ctx context.Context, name string, fn func(*Room) error) (Room, error) {
+	if err := ctx.Err(); err != nil {
+		return Room{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old, ok := m.rooms[name]
+	if !ok {
+		return Room{}, ErrNotFound
+	}
+	r := CloneRoom(old)
+	if err := fn(&r); err != nil {
+		return Room{}, err
+	}
+	r.Name = name
+	m.rooms[name] = CloneRoom(r)
+	return CloneRoom(r), nil
 }
 
 // GetRoom returns the room or ErrNotFound.
@@ -338,7 +373,7 @@ func (m *Memory) DeleteSession(ctx context.Context, id string) error {
 		return ErrNotFound
 	}
 	delete(m.sessions, id)
-	delete(m.closed, id) // its queue entry becomes stale
+	m.forgetClosedLocked(id) // its queue entry becomes stale
 	return nil
 }
 
@@ -347,12 +382,37 @@ func (m *Memory) trackClosedLocked(id string, wasClosed, isClosed bool, now time
 	switch {
 	case isClosed && !wasClosed:
 		m.nextSeq++
-		mark := closedMark{id: id, at: now, seq: m.nextSeq}
+		mark := closedMark{id: id, at: now, seq: m.nextSeq, size: recordSize(m.sessions[id])}
 		m.closed[id] = mark
+		m.closedBytes += mark.size
 		m.queue = append(m.queue, mark)
 	case wasClosed && !isClosed:
+		m.forgetClosedLocked(id)
+	}
+}
+
+// forgetClosedLocked drops id's closed mark and its bytes.
+func (m *Memory) forgetClosedLocked(id string) {
+	if mark, ok := m.closed[id]; ok {
+		m.closedBytes -= mark.size
 		delete(m.closed, id)
 	}
+}
+
+// recordSize estimates what a session record weighs in memory: its
+// strings and a fixed overhead per entry, close enough to cap by.
+func recordSize(s Session) int {
+	n := 512 + len(s.UserID) + len(s.SelectedPair) + len(s.CloseReason)
+	for k, v := range s.Metadata {
+		n += 32 + len(k) + len(v)
+	}
+	for _, a := range s.RemoteAddrs {
+		n += 16 + len(a)
+	}
+	for _, e := range s.Events {
+		n += 48 + len(e.Kind) + len(e.Detail)
+	}
+	return n
 }
 
 // expiredLocked reports whether id closed more than the retention ago.
@@ -362,19 +422,19 @@ func (m *Memory) expiredLocked(id string, now time.Time) bool {
 }
 
 // pruneLocked forgets closed sessions past the retention period, then the
-// oldest closed ones beyond MaxClosed. Sessions are queued in the order the
+// oldest closed ones beyond MaxClosed or MaxClosedBytes. Sessions are queued in the order the
 // store saw them close, so both checks look only at the front of the queue.
 func (m *Memory) pruneLocked(now time.Time) {
 	for len(m.queue) > 0 {
 		head := m.queue[0]
 		cur, ok := m.closed[head.id]
-		if ok && cur.seq == head.seq && now.Sub(head.at) < m.retention && len(m.closed) <= m.maxClosed {
+		if ok && cur.seq == head.seq && now.Sub(head.at) < m.retention && len(m.closed) <= m.maxClosed && m.closedBytes <= m.maxBytes {
 			break
 		}
 		m.queue[0] = closedMark{}
 		m.queue = m.queue[1:]
 		if ok && cur.seq == head.seq {
-			delete(m.closed, head.id)
+			m.forgetClosedLocked(head.id)
 			delete(m.sessions, head.id)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,5 +223,29 @@ func BenchmarkMemoryUpdateSession(b *testing.B) {
 			s.Counters.PacketsIn++
 			return nil
 		})
+	}
+}
+
+// TestMemoryClosedBytesCap: closed sessions are also forgotten, oldest
+// first, once their timelines weigh more than MaxClosedBytes; live ones
+// never are.
+func TestMemoryClosedBytesCap(t *testing.T) {
+	ctx := context.Background()
+	m := store.NewMemory(store.MemoryOptions{MaxClosedBytes: 100 << 10})
+	big := strings.Repeat("x", 10<<10)
+	_ = m.CreateSession(ctx, store.Session{ID: "live", State: store.StateConnected, Events: []store.Event{{Kind: "offer", Detail: big}}}, 0)
+	for i := range 30 {
+		id := fmt.Sprintf("closed-%02d", i)
+		_ = m.CreateSession(ctx, store.Session{ID: id, State: store.StateClosed, Events: []store.Event{{Kind: "offer", Detail: big}}}, 0)
+	}
+	kept, _ := m.ListSessions(ctx, store.SessionFilter{State: store.StateClosed})
+	if len(kept) == 0 || len(kept) > 10 {
+		t.Fatalf("%d closed sessions of 10 KiB kept under a 100 KiB cap", len(kept))
+	}
+	if kept[len(kept)-1].ID != "closed-29" {
+		t.Fatalf("the newest closed session was dropped: %s", kept[len(kept)-1].ID)
+	}
+	if _, err := m.GetSession(ctx, "live"); err != nil {
+		t.Fatalf("a live session was dropped: %v", err)
 	}
 }

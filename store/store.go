@@ -112,7 +112,11 @@ type Event struct {
 
 // Session is the record of one peer connection.
 type Session struct {
-	ID           string            `json:"id"`
+	ID string `json:"id"`
+	// PublicID names the session to other participants (participant
+	// lists, ?publisher=): unlike ID, which is the secret in the session
+	// URL, it grants nothing.
+	PublicID     string            `json:"public_id,omitempty"`
 	Room         string            `json:"room"`
 	Role         Role              `json:"role"`
 	UserID       string            `json:"user_id,omitempty"`
@@ -175,6 +179,9 @@ type Store interface {
 	// EnsureRoom returns the room, creating it from r when it does not exist
 	// (and fewer than maxRooms exist, when maxRooms > 0).
 	EnsureRoom(ctx context.Context, r Room, maxRooms int) (Room, bool, error)
+	// UpdateRoom applies fn to the room atomically and stores the result;
+	// fn's error aborts the update and is returned; ErrNotFound if absent.
+	UpdateRoom(ctx context.Context, name string, fn func(*Room) error) (Room, error)
 	// GetRoom returns the room or ErrNotFound.
 	GetRoom(ctx context.Context, name string) (Room, error)
 	// ListRooms returns every room, ordered by name.

@@ -44,8 +44,10 @@ func Defaults(t testing.TB, ports int, lo, hi int) server.Config {
 	log := Logger(t)
 	return server.Config{
 		Logger: log,
-		HTTP:   handlers.Config{CORSOrigins: []string{"*"}, AutoCreateRooms: true},
-		Media:  mediaDefaults(testnet.FreeUDPPorts(t, ports, lo, hi)),
+		// Open, as a lab is: tests of who may do what set an AdminToken
+		// and OpenAPI false.
+		HTTP:  handlers.Config{CORSOrigins: []string{"*"}, AutoCreateRooms: true, OpenAPI: true},
+		Media: mediaDefaults(testnet.FreeUDPPorts(t, ports, lo, hi)),
 	}
 }
 
@@ -91,6 +93,11 @@ func (e *Env) Do(method, path string, body string, header ...string) (*http.Resp
 	req, err := http.NewRequest(method, e.Srv.URL+path, rd)
 	if err != nil {
 		e.T.Fatal(err)
+	}
+	// A JSON body goes as application/json, as httpie and fetch() front
+	// ends send it, unless the test says otherwise.
+	if t := strings.TrimSpace(body); strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[") {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"sessions/filters", testSessionFilters},
 		{"sessions/ordering", testSessionOrdering},
 		{"limits/rooms-atomic", testRoomLimitAtomic},
+		{"rooms/update", testRoomUpdate},
 		{"limits/sessions-per-room-atomic", testSessionLimitAtomic},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -639,5 +640,28 @@ func testSessionLimitAtomic(t *testing.T, s store.Store) {
 	}
 	if err := s.CreateSession(ctx(t), store.Session{ID: "after-close", Room: "lobby", State: store.StateNew}, maxLive); err != nil {
 		t.Fatalf("a closed session frees its place: %v", err)
+	}
+}
+
+// testRoomUpdate: UpdateRoom changes a room atomically, keeps its name,
+// aborts on fn's error and answers ErrNotFound for a missing room.
+func testRoomUpdate(t *testing.T, s store.Store) {
+	mustCreateRoom(t, s, store.Room{Name: "lobby", AutoCreated: true})
+	got, err := s.UpdateRoom(ctx(t), "lobby", func(r *store.Room) error {
+		r.AutoCreated, r.ViewToken, r.Name = false, "view-token-1", "renamed"
+		return nil
+	})
+	if err != nil || got.Name != "lobby" || got.AutoCreated || got.ViewToken != "view-token-1" {
+		t.Fatalf("UpdateRoom: %+v %v", got, err)
+	}
+	stop := errors.New("stop")
+	if _, err := s.UpdateRoom(ctx(t), "lobby", func(r *store.Room) error { r.ViewToken = "x"; return stop }); !errors.Is(err, stop) {
+		t.Fatalf("aborted update: %v", err)
+	}
+	if r, _ := s.GetRoom(ctx(t), "lobby"); r.ViewToken != "view-token-1" {
+		t.Fatalf("an aborted update changed the room: %+v", r)
+	}
+	if _, err := s.UpdateRoom(ctx(t), "nowhere", func(*store.Room) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing room: %v", err)
 	}
 }

@@ -24,7 +24,9 @@ function retryAfterSeconds(v) {
 /**
  * request performs one API call and returns the Response when it is 2xx;
  * otherwise it throws ApiError. opts: json (body to encode), body, headers,
- * keepalive, token (Bearer).
+ * keepalive, token (Bearer). Calls to /api/ without a token of their own
+ * carry the admin token when the user gave one: listings and diagnostics
+ * are the admin's, and pinhole shows the admin more.
  */
 export async function request(method, url, opts = {}) {
   const headers = { ...(opts.headers || {}) };
@@ -33,7 +35,8 @@ export async function request(method, url, opts = {}) {
     headers['Content-Type'] = 'application/json';
     body = JSON.stringify(opts.json);
   }
-  if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
+  const token = opts.token !== undefined ? opts.token : (String(url).startsWith('/api/') ? adminToken() : '');
+  if (token) headers.Authorization = `Bearer ${token}`;
   let res;
   try {
     res = await fetch(url, { method, headers, body, keepalive: !!opts.keepalive, cache: 'no-store' });
@@ -123,9 +126,9 @@ export function notice(kind, key, args) {
 const ADMIN_KEY = 'pinhole.adminToken';
 
 /**
- * adminToken is the admin token the user entered (pinhole --admin-token
- * guards creating and deleting rooms). It is kept in sessionStorage: for
- * this tab only, gone when it closes.
+ * adminToken is the admin token the user entered, or that the link pinhole
+ * prints at start handed over (#admin-token=...; see takeAdminToken). It is
+ * kept in sessionStorage: for this tab only, gone when it closes.
  */
 export function adminToken(value) {
   try {
@@ -137,4 +140,16 @@ export function adminToken(value) {
   } catch {
     return value || '';
   }
+}
+
+/**
+ * takeAdminToken keeps the token of a link like /#admin-token=... (pinhole
+ * prints one at start) and removes it from the address bar. A fragment is
+ * never sent to the server, so the token is in no access log.
+ */
+export function takeAdminToken() {
+  const m = location.hash.match(/^#admin-token=([^&]+)/);
+  if (!m) return;
+  adminToken(decodeURIComponent(m[1]));
+  history.replaceState(null, '', location.pathname + location.search);
 }

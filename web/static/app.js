@@ -4,6 +4,7 @@
 // its peers on pagehide.
 import { pick, setLang } from './i18n.js';
 import { h, tr } from './dom.js';
+import { takeAdminToken } from './api.js';
 
 const routes = [
   { re: /^\/$/, nav: 'rooms', load: () => import('./rooms.js') },
@@ -13,6 +14,7 @@ const routes = [
 ];
 
 async function main() {
+  takeAdminToken();
   const select = document.getElementById('lang');
   const initial = pick();
   select.value = initial;

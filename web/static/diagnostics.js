@@ -409,7 +409,10 @@ class DiagPage {
     const ps = list.participants || [];
     const pubs = ps.filter((p) => p.role === 'publisher').length;
     // Each participant links to its own diagnosis.
-    const details = ps.map((p) => h('a', { href: `/diagnostics?session=${enc(p.session_id)}`, v: `${p.role} ${p.user_id || p.session_id.slice(0, 8)} (${p.state})` }));
+    // Session ids (and so diagnoses) are listed to the admin only.
+    const details = ps.map((p) => (p.session_id
+      ? h('a', { href: `/diagnostics?session=${enc(p.session_id)}`, v: `${p.role} ${p.user_id || p.session_id.slice(0, 8)} (${p.state})` })
+      : h('span', { v: `${p.role} ${p.user_id || p.id} (${p.state})` })));
     if (!ps.length) return result('ok', 'diag.room.empty', { room });
     return result('ok', 'diag.room.ok', { room, publishers: pubs, viewers: ps.length - pubs }, { details });
   }

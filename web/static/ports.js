@@ -82,8 +82,8 @@ function updateCell(li, port) {
     last.removeAttribute('title');
     setTr(last, 'ports.never');
   }
-  reconcile(li.querySelector('.port-sessions'), sessions, (s) => s.session_id, (s) => h('li', {},
+  reconcile(li.querySelector('.port-sessions'), sessions, (s) => s.participant_id, (s) => h('li', {},
     h('span', { class: `tag role-${s.role}`, i18n: s.role === 'publisher' ? 'role.publisher' : 'role.viewer' }),
     h('a', { href: `/rooms/${enc(s.room)}`, v: s.room }),
-    h('code', { title: s.session_id, v: s.user_id || shortId(s.session_id) })), () => {});
+    h('code', { title: s.participant_id, v: s.user_id || shortId(s.participant_id) })), () => {});
 }

@@ -1,6 +1,6 @@
 // Room page (/rooms/{room}): publish camera, microphone or screen over
 // WHIP; watch every other publisher of the room over WHEP (one player per
-// publisher, following it with ?publisher=<session id>); the participant
+// publisher, following it with ?publisher=<participant id>); the participant
 // list; live getStats() figures and the leased port of every peer.
 import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtBitrate, fmtDateTime, secondsSince, shortId, setTitle } from './dom.js';
 import { request, getJSON, errorBox, enc, UserError, adminToken } from './api.js';
@@ -16,7 +16,7 @@ export function mount(root, { params }) {
   const room = params[0];
   setTitle('room.title', { name: room });
 
-  const own = new Set(); // session ids of this page's peers, marked "you"
+  const own = new Set(); // participant ids of this page's peers, marked "you"
   const players = new Map(); // publisher session id -> player
   let publishPending = false;
   let roomInfo = null;
@@ -94,14 +94,14 @@ export function mount(root, { params }) {
     const shown = parts.filter((p) => p.state !== 'closed')
       .sort((a, b) => (a.role === b.role ? a.since.localeCompare(b.since) : a.role === 'publisher' ? -1 : 1));
     partEmpty.hidden = shown.length > 0;
-    reconcile(partList, shown, (p) => p.session_id, (p) => h('li', { dataset: { session: p.session_id } },
+    reconcile(partList, shown, (p) => p.id, (p) => h('li', { dataset: { session: p.id } },
       h('span', { class: `tag role-${p.role}`, i18n: `role.${p.role === 'publisher' ? 'publisher' : 'viewer'}` }),
-      h('code', { class: 'id', title: p.session_id, v: p.user_id || shortId(p.session_id) }),
+      h('code', { class: 'id', title: p.id, v: p.user_id || shortId(p.id) }),
       h('span', { class: 'tag you', i18n: 'part.you', hidden: true }),
       h('span', { class: 'tag state' }),
       h('span', { class: 'since muted' })),
     (li, p) => {
-      li.querySelector('.you').hidden = !own.has(p.session_id);
+      li.querySelector('.you').hidden = !own.has(p.id);
       const st = li.querySelector('.state');
       st.dataset.state = p.state;
       setState(st, p.state);
@@ -112,9 +112,9 @@ export function mount(root, { params }) {
   }
 
   function syncPlayers(parts) {
-    const pubs = parts.filter((p) => p.role === 'publisher' && !ENDED.has(p.state) && !own.has(p.session_id));
-    const pubIds = new Set(pubs.map((p) => p.session_id));
-    const liveIds = new Set(parts.filter((p) => !ENDED.has(p.state)).map((p) => p.session_id));
+    const pubs = parts.filter((p) => p.role === 'publisher' && !ENDED.has(p.state) && !own.has(p.id));
+    const pubIds = new Set(pubs.map((p) => p.id));
+    const liveIds = new Set(parts.filter((p) => !ENDED.has(p.state)).map((p) => p.id));
     for (const [id, p] of players) {
       if (pubIds.has(id)) {
         p.orphaned = 0;
@@ -123,7 +123,7 @@ export function mount(root, { params }) {
       // The publisher left. pinhole usually ends its viewers itself; give
       // it ORPHAN_POLLS refreshes before ending ours with DELETE, so that
       // we do not DELETE (and get 404 for) a session already gone.
-      const vid = p.peer && p.peer.sessionId;
+      const vid = p.peer && p.peer.participantId;
       if (vid && liveIds.has(vid) && ++p.orphaned < ORPHAN_POLLS) continue;
       if (vid && !liveIds.has(vid)) p.peer.markGone();
       p.destroy();
@@ -133,9 +133,9 @@ export function mount(root, { params }) {
     // listed under an id we do not know yet: never watch ourselves.
     if (!publishPending) {
       for (const p of pubs) {
-        if (players.has(p.session_id)) continue;
+        if (players.has(p.id)) continue;
         const pl = player(p);
-        players.set(p.session_id, pl);
+        players.set(p.id, pl);
         playersEl.append(pl.el);
         if (autoWatch.checked) pl.start();
       }
@@ -293,7 +293,7 @@ export function mount(root, { params }) {
       try {
         await peer.start(stream, codec.value);
         if (peer.sessionId) {
-          own.add(peer.sessionId);
+          own.add(peer.participantId);
           stats.sessionId(peer.sessionId);
           stats.el.hidden = false;
         }
@@ -314,7 +314,7 @@ export function mount(root, { params }) {
 
   // ---- one WHEP player per publisher
   function player(part) {
-    const pid = part.session_id;
+    const pid = part.id;
     const video = h('video', { playsinline: true, autoplay: true, class: 'remote' });
     video.muted = true; // autoplay is allowed muted; the user unmutes
     const mute = h('button', { type: 'button', class: 'small', i18n: 'player.unmute', disabled: true });
@@ -341,7 +341,7 @@ export function mount(root, { params }) {
       const peer = p.peer;
       p.peer = null;
       if (peer) {
-        own.delete(peer.sessionId);
+        own.delete(peer.participantId);
         peer.stop();
       }
       video.srcObject = null;
@@ -400,7 +400,7 @@ export function mount(root, { params }) {
       try {
         await peer.start(null);
         if (peer.sessionId) {
-          own.add(peer.sessionId);
+          own.add(peer.participantId);
           stats.sessionId(peer.sessionId);
           stats.el.hidden = false;
         }

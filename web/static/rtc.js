@@ -100,6 +100,7 @@ export class Peer {
     this.pc = null;
     this.resourceUrl = '';
     this.sessionId = '';
+    this.participantId = ''; // the id the room's participant list shows for this peer
     this.stopped = false;
     this.ended = false; // onfailed or onended was emitted
     this.timers = [];
@@ -129,6 +130,7 @@ export class Peer {
       token: this.token,
     });
     const loc = res.headers.get('Location');
+    this.participantId = res.headers.get('Pinhole-Participant-Id') || '';
     const answer = await res.text();
     if (loc) {
       this.resourceUrl = new URL(loc, location.href).href;
