@@ -246,6 +246,14 @@ func (e *Engine) open(ctx context.Context, req SessionRequest) (*Answer, error) 
 	if req.ID == "" || req.Room == "" {
 		return nil, errors.New("session id and room are required")
 	}
+	// The offer's candidates are filtered before anything else reads it:
+	// the copy Pion is given (inspectOffer's pruned one) must not carry a
+	// candidate pinhole refuses to dial.
+	filtered, kept, dropped := e.host.filterOfferCandidates(req.Offer, req.TrustLocalCandidates)
+	if total := len(kept) + len(dropped); total > e.cfg.MaxCandidates {
+		return nil, detail(ErrBadOffer, "the offer carries %d ICE candidates, more than the %d a session accepts", total, e.cfg.MaxCandidates)
+	}
+	req.Offer = filtered
 	offer, err := inspectOffer(req.Offer, req.Role)
 	if err != nil {
 		return nil, err
@@ -261,6 +269,7 @@ func (e *Engine) open(ctx context.Context, req SessionRequest) (*Answer, error) 
 	}
 	s := newSession(e, req)
 	s.inspected = offer
+	s.kept, s.dropped = kept, dropped
 	e.sessions[req.ID] = s
 	h := e.hubs[req.Room]
 	if h == nil {

@@ -65,6 +65,9 @@ type session struct {
 	// every remote candidate received, under sigMu, against the cap.
 	trustLocal bool
 	candidates int
+	// kept and dropped are the offer's candidates as filtered (for the
+	// timeline).
+	kept, dropped []string
 	// firstFrom is the source of the first packet on the port, remembered
 	// to say whether ICE later validated it; firstNoted is set once said.
 	firstFrom  atomic.Pointer[netip.AddrPort]
@@ -107,13 +110,9 @@ func (s *session) start(ctx context.Context) (*Answer, error) {
 }
 
 func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
-	// The offer's candidates are filtered before Pion sees them: Pion
-	// starts checking every remote candidate it is given.
-	offer, kept, dropped := s.e.host.filterOfferCandidates(s.offer, s.trustLocal)
-	if total := len(kept) + len(dropped); total > s.e.cfg.MaxCandidates {
-		return nil, detail(ErrBadOffer, "the offer carries %d ICE candidates, more than the %d a session accepts", total, s.e.cfg.MaxCandidates)
-	}
-	s.offer = offer
+	// The offer's candidates were filtered by Engine.open before Pion sees
+	// them: Pion starts checking every remote candidate it is given.
+	kept, dropped := s.kept, s.dropped
 	s.candidates = len(kept) + len(dropped)
 	s.emitTimeline("offer", fmt.Sprintf("%d client candidates: %s", len(kept), strings.Join(kept, "; ")))
 	if len(dropped) > 0 {

@@ -35,17 +35,20 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pinhole-rtc/pinhole/api"
 	"github.com/pinhole-rtc/pinhole/diagnostics"
+	"github.com/pinhole-rtc/pinhole/edge"
 	"github.com/pinhole-rtc/pinhole/handlers"
 	"github.com/pinhole-rtc/pinhole/media"
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
@@ -57,7 +60,13 @@ import (
 var (
 	role        = flag.String("nattest.role", "", "internal: run as the NAT test's server or client process")
 	publicPorts = flag.String("nattest.public-ports", "", "internal: public ports the server advertises (comma list)")
+	probeAllow  = flag.String("nattest.probe-allow", "", "internal: the server's --probe-allow (comma list of prefixes)")
+	behindRelay = flag.Bool("nattest.behind-relay", false, "internal: the server listens on loopback only, behind a TCP relay on the host address (as frpc delivers)")
 )
+
+// testAdminToken is the helper server's admin token: the parent's admin
+// requests carry it, anonymous ones do not.
+const testAdminToken = "nattest-admin-token-0123456789"
 
 // Addresses of the topology (documentation ranges, RFC 5737).
 const (
@@ -439,14 +448,14 @@ type serverProc struct {
 	mu     sync.Mutex
 }
 
-func startServer(t *testing.T, tp *topology, bin string, public []int) *serverProc {
+func startServer(t *testing.T, tp *topology, bin string, public []int, extra ...string) *serverProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var ports []string
 	for _, p := range public {
 		ports = append(ports, strconv.Itoa(p))
 	}
-	cmd := helperCmd(ctx, tp.host, bin, "server", "-nattest.public-ports="+strings.Join(ports, ","))
+	cmd := helperCmd(ctx, tp.host, bin, "server", append([]string{"-nattest.public-ports=" + strings.Join(ports, ",")}, extra...)...)
 	s := &serverProc{cmd: cmd, stderr: &bytes.Buffer{}}
 	cmd.Stderr = &lockedWriter{w: s.stderr}
 	in, err := cmd.StdinPipe()
@@ -500,9 +509,11 @@ func (s *serverProc) read(v any) error {
 
 // request is one command to the server helper.
 type request struct {
-	Op      string `json:"op"` // "diagnosis" or "selftest"
+	Op      string `json:"op"` // "diagnosis", "selftest", "udp-listen" or "udp-count"
 	ID      string `json:"id,omitempty"`
 	WaitEnd bool   `json:"wait_end,omitempty"`
+	// Addr is where "udp-listen" opens a counting UDP listener (host:0).
+	Addr string `json:"addr,omitempty"`
 }
 
 // reply is the HTTP answer the helper's pinhole gave to the command.
@@ -632,6 +643,12 @@ func serve() error {
 		public = append(public, n)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var allow []netip.Prefix
+	for _, p := range strings.Split(*probeAllow, ",") {
+		if p != "" {
+			allow = append(allow, netip.MustParsePrefix(p))
+		}
+	}
 	pin, err := server.New(server.Config{
 		Logger: log,
 		Media: media.Config{
@@ -641,21 +658,38 @@ func serve() error {
 			PeersPerPort: 1,
 			SetupTimeout: setupTimeout,
 		},
-		HTTP: handlers.Config{AutoCreateRooms: true, CORSOrigins: []string{"*"}, PeersPerPort: 1},
+		// The defaults of main: an admin token, the API not open.
+		HTTP:        handlers.Config{AutoCreateRooms: true, CORSOrigins: []string{"*"}, PeersPerPort: 1, AdminToken: testAdminToken, Limits: handlers.DefaultLimits()},
+		Diagnostics: diagnostics.Config{ProbeAllow: allow},
 	})
 	if err != nil {
 		return err
 	}
 	defer pin.Close()
 	h := pin.Handler
-	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", hostIP, httpPort))
+	addr := fmt.Sprintf("%s:%d", hostIP, httpPort)
+	if *behindRelay {
+		addr = fmt.Sprintf("127.0.0.1:%d", httpPort)
+		stop, err := relay(fmt.Sprintf("%s:%d", hostIP, httpPort), addr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: edge.ConnContext}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	emit(map[string]bool{"ready": true})
+	listeners := map[string]*countingListener{}
+	defer func() {
+		for _, l := range listeners {
+			_ = l.pc.Close()
+		}
+	}()
 
 	// Commands from the parent are answered by pinhole's own HTTP handlers,
 	// called in process (the parent cannot reach this namespace).
@@ -665,6 +699,7 @@ func serve() error {
 		if body != "" {
 			r.Header.Set("Content-Type", "application/json")
 		}
+		r.Header.Set("Authorization", "Bearer "+testAdminToken)
 		h.ServeHTTP(w, r)
 		return reply{Status: w.Code, Body: w.Body.Bytes()}
 	}
@@ -691,6 +726,22 @@ func serve() error {
 			}
 			pin.Recorder.Sync()
 			emit(do(http.MethodGet, "/api/v1/sessions/"+req.ID+"/diagnosis", ""))
+		case "udp-listen":
+			l, err := listenCounting(req.Addr)
+			if err != nil {
+				emit(reply{Error: err.Error()})
+				continue
+			}
+			listeners[l.pc.LocalAddr().String()] = l
+			b, _ := json.Marshal(l.pc.LocalAddr().String())
+			emit(reply{Status: http.StatusOK, Body: b})
+		case "udp-count":
+			counts := map[string]int64{}
+			for a, l := range listeners {
+				counts[a] = l.n.Load()
+			}
+			b, _ := json.Marshal(counts)
+			emit(reply{Status: http.StatusOK, Body: b})
 		default:
 			emit(reply{Error: "unknown op " + req.Op})
 		}
@@ -736,4 +787,64 @@ func clientMain(t *testing.T) clientResult {
 		res.Error = "viewer: " + err.Error()
 	}
 	return res
+}
+
+// countingListener counts the datagrams that reach a UDP socket: a
+// stand-in for an internal service the tests check nothing reaches.
+type countingListener struct {
+	pc net.PacketConn
+	n  atomic.Int64
+}
+
+func listenCounting(addr string) (*countingListener, error) {
+	pc, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	l := &countingListener{pc: pc}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			l.n.Add(1)
+		}
+	}()
+	return l, nil
+}
+
+// relay accepts TCP on from and copies each connection to a new one to to,
+// as frpc does on the box: pinhole sees every client come from loopback.
+func relay(from, to string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", from)
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				up, err := net.Dial("tcp", to)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+	return func() { _ = ln.Close() }, nil
 }
