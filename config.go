@@ -37,6 +37,8 @@ type Config struct {
 	ICEFailedTimeout       time.Duration
 	ICEKeepalive           time.Duration
 	IdleTimeout            time.Duration
+	UnprovenGrace          time.Duration // see media/preempt.go
+	NoPublisherTimeout     time.Duration
 	LogFormat              string
 	LogLevel               slog.Level
 	// AdminToken guards the admin routes; Limits bound requests.
@@ -165,6 +167,8 @@ var flagSpecs = append([]flagSpec{
 	{"ice-failed-timeout", "25s", "ICE failed (session closed, port freed) this long after disconnected", durationFlag(func(c *Config) *time.Duration { return &c.ICEFailedTimeout }, 100*time.Millisecond, 10*time.Minute)},
 	{"ice-keepalive", "2s", "interval of ICE keepalives", durationFlag(func(c *Config) *time.Duration { return &c.ICEKeepalive }, 100*time.Millisecond, time.Minute)},
 	{"idle-timeout", "30s", "close a connected publisher that sends no RTP for this long", durationFlag(func(c *Config) *time.Duration { return &c.IdleTimeout }, time.Second, 24*time.Hour)},
+	{"unproven-grace", "1s", "with every UDP port leased, a new session preempts the oldest one not connected this long after its answer", durationFlag(func(c *Config) *time.Duration { return &c.UnprovenGrace }, 100*time.Millisecond, time.Hour)},
+	{"no-publisher-timeout", "60s", "close a connected viewer that has had no publisher to receive from for this long", durationFlag(func(c *Config) *time.Duration { return &c.NoPublisherTimeout }, time.Second, 24*time.Hour)},
 	{"log-format", "text", "log format: text or json", func(c *Config, v string) error {
 		if v != "text" && v != "json" {
 			return fmt.Errorf("must be text or json")

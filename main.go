@@ -162,6 +162,8 @@ func serverConfig(cfg Config, log *slog.Logger) server.Config {
 			ICEFailedTimeout:       cfg.ICEFailedTimeout,
 			ICEKeepalive:           cfg.ICEKeepalive,
 			IdleTimeout:            cfg.IdleTimeout,
+			UnprovenGrace:          cfg.UnprovenGrace,
+			NoPublisherTimeout:     cfg.NoPublisherTimeout,
 		},
 		HTTP: handlers.Config{
 			ICEServers:          cfg.ICEServers,

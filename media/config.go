@@ -29,6 +29,15 @@ type Config struct {
 	ICEDisconnectedTimeout, ICEFailedTimeout, ICEKeepalive time.Duration
 	// IdleTimeout closes a connected publisher that sends no RTP for this long.
 	IdleTimeout time.Duration
+	// UnprovenGrace is how long after its answer a session that has not
+	// connected keeps its port against a newcomer when every port is leased;
+	// past it the oldest such session is preempted (see preempt.go). Zero:
+	// no preemption, a full pool refuses until a session ends.
+	UnprovenGrace time.Duration
+	// NoPublisherTimeout closes a connected viewer that has had nothing to
+	// receive (no publisher, or none with a codec it offered) for this long.
+	// Zero: such a viewer stays until its client leaves.
+	NoPublisherTimeout time.Duration
 	// GOPCacheAge is how old a publisher's cached group of pictures may be
 	// and still start a joining viewer at once (0: one second, see gop.go;
 	// negative: no cache, joiners wait for a requested keyframe).

@@ -430,8 +430,8 @@ func (e *Engine) Close() error {
 	return err
 }
 
-// tick reports counters and closes idle publishers, for every session from
-// one goroutine rather than a timer each.
+// tick reports counters and closes idle publishers and viewers without a
+// publisher, for every session from one goroutine rather than a timer each.
 func (e *Engine) tick() {
 	defer e.wg.Done()
 	t := time.NewTicker(counterInterval)
@@ -451,6 +451,9 @@ func (e *Engine) tick() {
 				s.reportCounters()
 				if s.idle(now, e.cfg.IdleTimeout) {
 					go s.close(fmt.Sprintf("idle publisher: no RTP for %s", e.cfg.IdleTimeout))
+				}
+				if s.noPublisher(now, e.cfg.NoPublisherTimeout) {
+					go s.close(fmt.Sprintf("no publisher: nothing to forward to this viewer for %s", e.cfg.NoPublisherTimeout))
 				}
 			}
 		}

@@ -17,11 +17,6 @@ import (
 	"github.com/pion/transport/v5/stdnet"
 )
 
-// retryAfterHint is what a full pool suggests in Retry-After: long enough for
-// a setup timeout or an ICE failure elsewhere to free a port, short enough for
-// a person waiting on a page.
-const retryAfterHint = 5 * time.Second
-
 // portPoolConfig is the part of Config the pool needs.
 type portPoolConfig struct {
 	Ports        []int
@@ -216,7 +211,9 @@ func (p *portPool) dispatchPacket(c *countingConn, from netip.AddrPort, first bo
 }
 
 func (p *portPool) fullErrorLocked() *PoolFullError {
-	e := &PoolFullError{Total: len(p.slots), RetryAfter: retryAfterHint}
+	// The engine replaces RetryAfter with when a port can come back
+	// (Engine.lease); the pool alone knows no clocks.
+	e := &PoolFullError{Total: len(p.slots), RetryAfter: retryAfterBusy}
 	for _, s := range p.slots {
 		if len(s.holders) > 0 {
 			e.Leased++

@@ -60,6 +60,18 @@ type session struct {
 	lastCount  Counters // tick goroutine only
 	created    time.Time
 
+	// Preemption (preempt.go): fate orders "connected" against "claimed"
+	// (by a preemption or the setup timeout), so a session that connected
+	// is never closed as unproven, and one claimed is never marked
+	// connected. iceUp is set when ICE connects; answered is when the
+	// answer was ready (UnixNano, 0 while in setup); noPubSince is since
+	// when a connected viewer has had nothing to receive (0: it has).
+	fate       sync.Mutex
+	claimed    bool
+	iceUp      atomic.Bool
+	answered   atomic.Int64
+	noPubSince atomic.Int64
+
 	// Remote candidates (candidates.go): loopback and this host's own
 	// addresses are kept only for a client on this host; candidates counts
 	// every remote candidate received, under sigMu, against the cap.
@@ -105,6 +117,7 @@ func (s *session) start(ctx context.Context) (*Answer, error) {
 		// that no longer exists.
 		return nil, ErrClosed
 	}
+	s.answered.Store(time.Now().UnixNano())
 	s.started.Store(true)
 	return ans, nil
 }
@@ -118,7 +131,7 @@ func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 	if len(dropped) > 0 {
 		s.emitTimeline("candidates-dropped", droppedNote("offer", len(kept)+len(dropped), dropped))
 	}
-	lease, err := s.e.pool.Acquire(s.id, s.room, s.role, s.onPortPacket)
+	lease, err := s.e.lease(s) // may preempt an unproven session: preempt.go
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +157,7 @@ func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 	s.watchState()
 	if s.e.cfg.SetupTimeout > 0 {
 		s.setup = time.AfterFunc(s.e.cfg.SetupTimeout, func() {
-			if !s.connected.Load() {
+			if s.claimUnproven() {
 				s.close(fmt.Sprintf("setup timeout: not connected within %s", s.e.cfg.SetupTimeout))
 			}
 		})
@@ -368,7 +381,7 @@ func (s *session) watchState() {
 		s.event(Event{Kind: EventState, State: st.String()})
 		switch st {
 		case webrtc.PeerConnectionStateConnected:
-			if s.connected.CompareAndSwap(false, true) {
+			if s.markConnected() {
 				if s.setup != nil {
 					s.setup.Stop()
 				}
@@ -387,6 +400,7 @@ func (s *session) watchState() {
 		case webrtc.ICEConnectionStateChecking:
 			s.emitTimeline("ice-checking", "")
 		case webrtc.ICEConnectionStateConnected:
+			s.iceUp.Store(true)
 			s.emitTimeline("ice-connected", "")
 		case webrtc.ICEConnectionStateDisconnected:
 			s.emitTimeline("ice-disconnected", "")
