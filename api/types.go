@@ -128,10 +128,10 @@ type PortSession struct {
 	// admin only.
 	ParticipantID string    `json:"participant_id"`
 	SessionID     string    `json:"session_id,omitempty"`
-	Room      string    `json:"room"`
-	Role      string    `json:"role"`
-	UserID    string    `json:"user_id,omitempty"`
-	Since     time.Time `json:"since"`
+	Room          string    `json:"room"`
+	Role          string    `json:"role"`
+	UserID        string    `json:"user_id,omitempty"`
+	Since         time.Time `json:"since"`
 }
 
 // Port is one port of the leased range.
