@@ -69,6 +69,9 @@ type session struct {
 	// to say whether ICE later validated it; firstNoted is set once said.
 	firstFrom  atomic.Pointer[netip.AddrPort]
 	firstNoted atomic.Bool
+	// transport is what the selected pair runs over, "udp" or "tcp"
+	// (tcp.go), once ICE selected one.
+	transport atomic.Pointer[string]
 }
 
 func newSession(e *Engine, req SessionRequest) *session {
@@ -213,7 +216,11 @@ func (s *session) answer(ctx context.Context) (string, error) {
 	if local == nil {
 		return "", errors.New("no local description")
 	}
-	return rewriteCandidatePorts(local.SDP, s.lease.LocalPort, s.lease.PublicPort), nil
+	out := rewriteCandidatePorts(local.SDP, s.lease.LocalPort, s.lease.PublicPort)
+	if tcp := s.e.tcp.Load(); tcp != nil {
+		out = tcp.rewritePort(out)
+	}
+	return out, nil
 }
 
 // addSinks gives a viewer one outgoing track per kind it offered to receive.
@@ -415,6 +422,7 @@ func (s *session) watchState() {
 				p.Remote.Address, p.Remote.Port, p.Remote.Typ)
 		}
 		s.event(Event{Kind: EventSelectedPair, Detail: d})
+		s.noteTransport(p)
 		if p.Remote != nil {
 			s.onValidated(p.Remote)
 		}
