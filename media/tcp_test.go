@@ -48,7 +48,9 @@ func newTCPEngine(t *testing.T, n, publicPort int) *tcpFixture {
 	plain := &http.Server{Handler: hello, ReadHeaderTimeout: 5 * time.Second}
 	secure := &http.Server{Handler: hello, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = plain.Serve(d.Listener(edge.ProtoHTTP)) }()
-	go func() { _ = secure.Serve(tls.NewListener(d.Listener(edge.ProtoTLS), edge.TLSConfig(cert.GetCertificate))) }()
+	go func() {
+		_ = secure.Serve(tls.NewListener(d.Listener(edge.ProtoTLS), edge.TLSConfig(cert.GetCertificate)))
+	}()
 	t.Cleanup(func() { _ = plain.Close(); _ = secure.Close() })
 	pool := x509.NewCertPool()
 	pool.AddCert(cert.Certificate.Leaf)
