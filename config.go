@@ -38,6 +38,10 @@ type Config struct {
 	// AdminToken guards the admin routes; Limits bound requests.
 	AdminToken string
 	Limits     handlers.Limits
+	// ICETCP serves ICE over TCP on the HTTP port (issue 12); PublicHTTPPort
+	// is the port the router or tunnel forwards to it (0: the same).
+	ICETCP         bool
+	PublicHTTPPort int
 }
 
 // shutdownTimeout bounds graceful shutdown: a service manager waits about
@@ -147,6 +151,24 @@ var flagSpecs = append([]flagSpec{
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return fmt.Errorf("must be debug, info, warn or error")
 		}
+		return nil
+	}},
+	{"ice-tcp", "true", "also offer media over ICE-TCP on the HTTP port, for clients whose network blocks UDP (ranked below UDP)", func(c *Config, v string) (err error) {
+		if c.ICETCP, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("must be true or false")
+		}
+		return nil
+	}},
+	{"public-http-port", "", "public TCP port the router or tunnel forwards to --http-addr's port, advertised for ICE-TCP (default: the same number)", func(c *Config, v string) error {
+		c.PublicHTTPPort = 0
+		if v == "" {
+			return nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("must be a port from 1 to 65535")
+		}
+		c.PublicHTTPPort = n
 		return nil
 	}},
 }, authAndLimitFlags...)

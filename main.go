@@ -86,6 +86,18 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return fmt.Errorf("--http-addr: %w", err)
 	}
+	if cfg.ICETCP {
+		// One port for the API, the web app and media over TCP: the demux
+		// hands RFC 4571-framed STUN to the engine's ICE-TCP mux and the
+		// rest to the HTTP server (TLS would take edge.ProtoTLS).
+		d := edge.Demux(ln, edge.DemuxConfig{Protocols: []edge.Protocol{edge.ProtoHTTP, edge.ProtoICE}})
+		if err := srv.Engine.ServeICETCP(d.Listener(edge.ProtoICE), cfg.PublicHTTPPort); err != nil {
+			_ = d.Close()
+			return fmt.Errorf("--ice-tcp: %w", err)
+		}
+		ln = d.Listener(edge.ProtoHTTP)
+		log.Info("ice-tcp on the http port", "public_port", srv.Engine.ICETCP().PublicPort)
+	}
 	hs := &http.Server{
 		Handler:           srv.Handler,
 		ReadHeaderTimeout: 10 * time.Second, // slowloris guard; WHIP bodies are small
