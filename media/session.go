@@ -419,7 +419,7 @@ func (s *session) watchState() {
 		d := p.String()
 		if p.Local != nil && p.Remote != nil {
 			d = fmt.Sprintf("local %s:%d (%s) <-> remote %s:%d (%s)", p.Local.Address, p.Local.Port, p.Local.Typ,
-				p.Remote.Address, p.Remote.Port, p.Remote.Typ)
+				p.Remote.Address, p.Remote.Port, p.Remote.Typ) + s.tcpPairNote(p)
 		}
 		s.event(Event{Kind: EventSelectedPair, Detail: d})
 		s.noteTransport(p)

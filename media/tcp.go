@@ -333,6 +333,19 @@ func (p *portPool) setTransport(l *portLease, transport string) {
 	}
 }
 
+// tcpPairNote is what a selected pair over TCP adds to its description:
+// the transport, and the public port the client reached (Pion's local
+// candidate names the listener's own port).
+func (s *session) tcpPairNote(p *webrtc.ICECandidatePair) string {
+	if p.Local == nil || p.Local.Protocol != webrtc.ICEProtocolTCP {
+		return ""
+	}
+	if t := s.e.tcp.Load(); t != nil {
+		return fmt.Sprintf(" over tcp (ICE-TCP on the HTTP port, public %s)", net.JoinHostPort(p.Local.Address, strconv.Itoa(t.publicPort)))
+	}
+	return " over tcp"
+}
+
 // noteTransport reports which transport the selected pair runs over: a
 // "transport" timeline event with detail "udp" or "tcp" (the metrics count
 // sessions by it), the port holder's Transport, and for TCP why: whether

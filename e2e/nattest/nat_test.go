@@ -439,14 +439,14 @@ type serverProc struct {
 	mu     sync.Mutex
 }
 
-func startServer(t *testing.T, tp *topology, bin string, public []int) *serverProc {
+func startServer(t *testing.T, tp *topology, bin string, public []int, extra ...string) *serverProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var ports []string
 	for _, p := range public {
 		ports = append(ports, strconv.Itoa(p))
 	}
-	cmd := helperCmd(ctx, tp.host, bin, "server", "-nattest.public-ports="+strings.Join(ports, ","))
+	cmd := helperCmd(ctx, tp.host, bin, "server", append([]string{"-nattest.public-ports=" + strings.Join(ports, ",")}, extra...)...)
 	s := &serverProc{cmd: cmd, stderr: &bytes.Buffer{}}
 	cmd.Stderr = &lockedWriter{w: s.stderr}
 	in, err := cmd.StdinPipe()
@@ -613,6 +613,8 @@ func TestNATHelperProcess(t *testing.T) {
 		}
 	case "client":
 		emit(clientMain(t))
+	case "tcpclient":
+		emit(tcpClientMain(t))
 	}
 }
 
@@ -650,6 +652,9 @@ func serve() error {
 	h := pin.Handler
 	ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", hostIP, httpPort))
 	if err != nil {
+		return err
+	}
+	if ln, err = serveICETCP(pin, ln); err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
