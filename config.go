@@ -69,6 +69,10 @@ type Config struct {
 	TURNSecret          string
 	TURNTTL             time.Duration
 	ShareICECredentials bool
+	// ICETCP serves ICE over TCP on the HTTP port; PublicHTTPPort
+	// is the port the router or tunnel forwards to it (0: the same).
+	ICETCP         bool
+	PublicHTTPPort int
 }
 
 // shutdownTimeout bounds graceful shutdown: a service manager waits about
@@ -180,6 +184,24 @@ var flagSpecs = append([]flagSpec{
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			return fmt.Errorf("must be debug, info, warn or error")
 		}
+		return nil
+	}},
+	{"ice-tcp", "true", "also offer media over ICE-TCP on the HTTP port, for clients whose network blocks UDP (ranked below UDP)", func(c *Config, v string) (err error) {
+		if c.ICETCP, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("must be true or false")
+		}
+		return nil
+	}},
+	{"public-http-port", "", "public TCP port the router or tunnel forwards to --http-addr's port, advertised for ICE-TCP (default: the same number)", func(c *Config, v string) error {
+		c.PublicHTTPPort = 0
+		if v == "" {
+			return nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("must be a port from 1 to 65535")
+		}
+		c.PublicHTTPPort = n
 		return nil
 	}},
 }, authAndLimitFlags...)

@@ -96,9 +96,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	if err != nil {
 		return err
 	}
-	ln, scheme, err := listen(ctx, cfg, log)
+	ln, iceLn, scheme, err := listen(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	if iceLn != nil {
+		if err := srv.Engine.ServeICETCP(iceLn, cfg.PublicHTTPPort); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("--ice-tcp: %w", err)
+		}
+		log.Info("ice-tcp on the http port", "public_port", srv.Engine.ICETCP().PublicPort)
 	}
 	hs := &http.Server{
 		Handler:     handler,

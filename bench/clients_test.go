@@ -22,6 +22,11 @@ import (
 	"github.com/pinhole-rtc/pinhole/media/mediatest"
 )
 
+// clientNetworkTypes are the network types of clients built from now on;
+// BenchmarkTCPFallback switches viewers to ICE-TCP only (benchmarks run
+// one at a time).
+var clientNetworkTypes = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+
 // loopbackAPI builds a Pion API for a benchmark client: VP8 and Opus, the
 // default interceptors (NACK, reports, TWCC: what a browser runs), and ICE
 // restricted to 127.0.0.1 so no packet leaves loopback.
@@ -45,7 +50,7 @@ func loopbackAPI() (*webrtc.API, error) {
 		return nil, err
 	}
 	var se webrtc.SettingEngine
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetNetworkTypes(clientNetworkTypes)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	lo := net.IPv4(127, 0, 0, 1)

@@ -193,6 +193,9 @@ func peerOf(r *http.Request) Client {
 		case *limitedConn:
 			conn = c.Conn
 			continue
+		case *demuxConn:
+			conn = c.Conn
+			continue
 		case *proxyproto.Conn:
 			peer := addrOf(c.Raw().RemoteAddr())
 			if c.ProxyHeader() != nil {

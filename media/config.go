@@ -82,6 +82,9 @@ type PortHolder struct {
 	Room      string    `json:"room"`
 	Role      Role      `json:"role"`
 	Since     time.Time `json:"since"`
+	// Transport is what ICE selected for the session, "udp" or "tcp"
+	// (ICE-TCP on the HTTP port); empty until connected.
+	Transport string `json:"transport,omitempty"`
 }
 
 // PortStatus describes one port of the range.

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -49,7 +50,8 @@ type Engine struct {
 	cert         webrtc.Certificate
 	loggers      *slogLoggerFactory
 	ifaces       *stdnet.Net
-	host         *hostAddrs // this host's addresses, for candidate filtering
+	host         *hostAddrs                   // this host's addresses, for candidate filtering
+	tcp          atomic.Pointer[tcpTransport] // ICE-TCP on the HTTP port; nil when off (tcp.go)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -165,6 +167,16 @@ func (e *Engine) settingEngine(l *portLease) (*webrtc.SettingEngine, error) {
 	se.SetICEUDPMux(l.Mux)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if tcp := e.tcp.Load(); tcp != nil {
+		// A passive candidate on the shared mux, gathered on one address
+		// (the IP filter only applies to TCP: UDP candidates come from the
+		// lease's mux). Never active: pinhole does not dial out to
+		// addresses a client names.
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+		se.SetICETCPMux(tcp)
+		se.DisableActiveTCP(true)
+		se.SetIPFilter(tcp.keepGatherIP)
+	}
 	if e.cfg.ICEDisconnectedTimeout > 0 || e.cfg.ICEFailedTimeout > 0 || e.cfg.ICEKeepalive > 0 {
 		d, f, k := e.cfg.ICEDisconnectedTimeout, e.cfg.ICEFailedTimeout, e.cfg.ICEKeepalive
 		if d == 0 {
@@ -425,6 +437,11 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	e.pool.close()
 	err := closeAll(all, "server shutting down")
+	if tcp := e.tcp.Load(); tcp != nil {
+		if cerr := tcp.close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+			err = errors.Join(err, fmt.Errorf("closing the ICE-TCP mux: %w", cerr))
+		}
+	}
 	e.cancel()
 	e.wg.Wait()
 	return err

@@ -84,6 +84,9 @@ type session struct {
 	// to say whether ICE later validated it; firstNoted is set once said.
 	firstFrom  atomic.Pointer[netip.AddrPort]
 	firstNoted atomic.Bool
+	// transport is what the selected pair runs over, "udp" or "tcp"
+	// (tcp.go), once ICE selected one.
+	transport atomic.Pointer[string]
 }
 
 func newSession(e *Engine, req SessionRequest) *session {
@@ -225,7 +228,11 @@ func (s *session) answer(ctx context.Context) (string, error) {
 	if local == nil {
 		return "", errors.New("no local description")
 	}
-	return rewriteCandidatePorts(local.SDP, s.lease.LocalPort, s.lease.PublicPort), nil
+	out := rewriteCandidatePorts(local.SDP, s.lease.LocalPort, s.lease.PublicPort)
+	if tcp := s.e.tcp.Load(); tcp != nil {
+		out = tcp.rewritePort(out)
+	}
+	return out, nil
 }
 
 // addSinks gives a viewer one outgoing track per kind it offered to receive.
@@ -425,9 +432,10 @@ func (s *session) watchState() {
 		d := p.String()
 		if p.Local != nil && p.Remote != nil {
 			d = fmt.Sprintf("local %s:%d (%s) <-> remote %s:%d (%s)", p.Local.Address, p.Local.Port, p.Local.Typ,
-				p.Remote.Address, p.Remote.Port, p.Remote.Typ)
+				p.Remote.Address, p.Remote.Port, p.Remote.Typ) + s.tcpPairNote(p)
 		}
 		s.event(Event{Kind: EventSelectedPair, Detail: d})
+		s.noteTransport(p)
 		if p.Remote != nil {
 			s.onValidated(p.Remote)
 		}

@@ -624,6 +624,8 @@ func TestNATHelperProcess(t *testing.T) {
 		}
 	case "client":
 		emit(clientMain(t))
+	case "tcpclient":
+		emit(tcpClientMain(t))
 	}
 }
 
@@ -678,6 +680,9 @@ func serve() error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		return err
+	}
+	if ln, err = serveICETCP(pin, ln); err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnContext: edge.ConnContext}

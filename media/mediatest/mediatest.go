@@ -48,6 +48,14 @@ type Network struct {
 	// ICEServers are handed to the PeerConnection (e.g. a TURN server on
 	// loopback). Default none: host candidates only.
 	ICEServers []webrtc.ICEServer
+	// ICETCP makes the client also use ICE over TCP (RFC 6544) as browsers
+	// do: it opens active TCP connections to the answer's passive TCP
+	// candidates (Pion gathers no TCP candidate of its own without a mux).
+	ICETCP bool
+	// NoUDP leaves UDP out of the client's network types, a client whose
+	// network lets no UDP out; with ICETCP it connects over TCP or not at
+	// all.
+	NoUDP bool
 	// Configure, when set, is applied to the SettingEngine last, after the
 	// defaults (UDP4 only, mDNS off, loopback candidates on, the IP and
 	// interface filters), so a test can change anything, e.g. ICE timeouts.
@@ -63,12 +71,19 @@ func (n Network) allowedIPs() []net.IP {
 }
 
 // settingEngine builds the SettingEngine every client uses: UDP over IPv4
-// only, no mDNS (its queries would leave loopback), loopback candidates
+// only (plus active ICE-TCP with ICETCP, minus UDP with NoUDP), no mDNS (its queries would leave loopback), loopback candidates
 // included (Pion skips them by default), and only the allowed addresses
 // gathered.
 func (n Network) settingEngine() webrtc.SettingEngine {
 	var se webrtc.SettingEngine
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	var types []webrtc.NetworkType
+	if !n.NoUDP {
+		types = append(types, webrtc.NetworkTypeUDP4)
+	}
+	if n.ICETCP {
+		types = append(types, webrtc.NetworkTypeTCP4)
+	}
+	se.SetNetworkTypes(types)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(true)
 	allowed := n.allowedIPs()
