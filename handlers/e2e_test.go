@@ -132,7 +132,7 @@ func TestE2EOnePublisherThreeViewers(t *testing.T) {
 	var viewers []*mediatest.Viewer
 	for range 3 {
 		v, res := e.watch(t, ctx, "studio")
-		checkCreated(t, res, 2)
+		checkCreated(t, res, 3) // two ICE servers and the WHEP events extension
 		viewers = append(viewers, v)
 		resources = append(resources, res)
 	}

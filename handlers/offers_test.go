@@ -127,3 +127,104 @@ a=rtpmap:0 PCMU/8000
 func crlf(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
 }
+
+// TestOfferAnswers is TestClientOfferFixtures of package media over HTTP:
+// every fixture under testdata/offers POSTed to WHIP or WHEP, and what the
+// 201 answers checked: every m-line answered in order, accepted, in the one
+// direction pinhole serves (RFC 9725 §4.2 recvonly; WHEP-03 §4.3.5
+// sendonly), all in the BUNDLE group (RFC 9725 §4.4.1), pinhole's
+// candidates, and the codecs chosen. A refused fixture is 422 naming the
+// m-line (RFC 9725 §4.5.3: no partially successful answers).
+func TestOfferAnswers(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		file   string
+		viewer bool
+		status int
+		codecs string // first payload of each served m-line, in order
+	}{
+		{"chrome-publish.sdp", false, 201, "audio/opus video/VP8"},
+		{"chrome-watch.sdp", true, 201, "video/VP8 audio/opus"},
+		{"firefox-publish.sdp", false, 201, "audio/opus video/VP8"},
+		{"firefox-watch.sdp", true, 201, "audio/opus video/VP8"},
+		{"firefox68-audio-only.sdp", false, 201, "audio/opus"},
+		{"safari-publish.sdp", false, 201, "audio/opus video/H264"},
+		{"obs-whip.sdp", false, 201, "audio/opus video/H264"},
+		{"ffmpeg8-whip.sdp", false, 201, ""},
+		{"gstreamer-whipclientsink.sdp", false, 201, ""},
+		{"rejected/chrome-simulcast.sdp", false, 422, ""},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("testdata/offers", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			offer := crlf(string(raw))
+			endpoint, want := "/whip/answers", "recvonly"
+			if c.viewer {
+				endpoint, want = "/whep/answers", "sendonly"
+			}
+			resp, body := e.do("POST", endpoint, offer, "Content-Type", api.SDPContentType)
+			if c.status != 201 {
+				p := problem(t, resp, body, c.status)
+				if d, _ := p["detail"].(string); !strings.Contains(d, "m-line") {
+					t.Errorf("refusal does not name the m-line: %s", d)
+				}
+				return
+			}
+			if resp.StatusCode != 201 {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			defer e.do("DELETE", resp.Header.Get("Location"), "")
+			var o, a sdp.SessionDescription
+			if err := o.UnmarshalString(offer); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.UnmarshalString(body); err != nil {
+				t.Fatalf("answer does not parse: %v", err)
+			}
+			if len(a.MediaDescriptions) != len(o.MediaDescriptions) {
+				t.Fatalf("%d m-lines answered, %d offered", len(a.MediaDescriptions), len(o.MediaDescriptions))
+			}
+			var mids, codecs []string
+			for i, m := range a.MediaDescriptions {
+				mid, _ := m.Attribute("mid")
+				if omid, _ := o.MediaDescriptions[i].Attribute("mid"); mid != omid {
+					t.Errorf("m-line %d: mid %q answered, %q offered", i, mid, omid)
+				}
+				if m.MediaName.Port.Value == 0 {
+					t.Errorf("m-line %d rejected: a partial answer", i)
+					continue
+				}
+				mids = append(mids, mid)
+				dir := ""
+				for _, at := range m.Attributes {
+					switch at.Key {
+					case "sendrecv", "sendonly", "recvonly", "inactive":
+						dir = at.Key
+					}
+				}
+				if dir != want {
+					t.Errorf("m-line %d answered %q, want %q", i, dir, want)
+				}
+				if len(m.MediaName.Formats) > 0 {
+					for _, at := range m.Attributes {
+						if pt, rest, _ := strings.Cut(at.Value, " "); at.Key == "rtpmap" && pt == m.MediaName.Formats[0] {
+							name, _, _ := strings.Cut(rest, "/")
+							codecs = append(codecs, m.MediaName.Media+"/"+name)
+						}
+					}
+				}
+			}
+			if g, _ := a.Attribute("group"); g != "BUNDLE "+strings.Join(mids, " ") {
+				t.Errorf("a=group:%s, want BUNDLE %s", g, strings.Join(mids, " "))
+			}
+			if cs := answerCandidates(body); len(cs) == 0 || !strings.HasPrefix(cs[0], "127.0.0.1:") {
+				t.Errorf("answer candidates %v", cs)
+			}
+			if c.codecs != "" && strings.Join(codecs, " ") != c.codecs {
+				t.Errorf("codecs %v, want %s", codecs, c.codecs)
+			}
+		})
+	}
+}

@@ -43,6 +43,10 @@ func (s *Server) Routes() http.Handler {
 	r.With(s.limitFragment).Patch("/whip/{room}/{id}", h(s.handleWHIPPatch)) // trickle ICE, ICE restart (holder of the URL)
 	r.Delete("/whip/{room}/{id}", h(s.handleWHIPDelete))                     // stop publishing (holder of the URL)
 	r.Options("/whip/{room}/{id}", h(s.handleResourceOptions))               // Accept-Patch, CORS preflight
+	r.Get("/whip/{room}", h(s.handleWHIPGet))                                // anonymous: 200, no content (RFC 9725 §4.1)
+	r.Head("/whip/{room}", h(s.handleWHIPGet))                               // anonymous: GET's headers
+	r.Get("/whip/{room}/{id}", h(s.handleWHIPSessionGet))                    // holder of the URL: 200, no content while live
+	r.Head("/whip/{room}/{id}", h(s.handleWHIPSessionGet))                   // holder of the URL: GET's headers
 
 	// WHEP (draft-ietf-wish-whep): watch a room. Anonymous (room tokens apply).
 	createSDP.Post("/whep/{room}", h(s.handleWHEPCreate))                    // offer in, answer + session URL out
@@ -51,6 +55,14 @@ func (s *Server) Routes() http.Handler {
 	r.With(s.limitFragment).Patch("/whep/{room}/{id}", h(s.handleWHEPPatch)) // trickle ICE, ICE restart (holder of the URL)
 	r.Delete("/whep/{room}/{id}", h(s.handleWHEPDelete))                     // stop watching (holder of the URL)
 	r.Options("/whep/{room}/{id}", h(s.handleResourceOptions))               // Accept-Patch, CORS preflight
+	r.Get("/whep/{room}", h(s.handleWHEPHead))                               // anonymous: 200, no content, Content-Type application/sdp
+	r.Get("/whep/{room}/{id}", h(s.handleWHEPSessionGet))                    // holder of the URL: 200, no content while live
+	r.Head("/whep/{room}/{id}", h(s.handleWHEPSessionGet))                   // holder of the URL: GET's headers
+
+	// WHEP server-sent events (webrtc-http-egress-events §4), announced by a Link in the WHEP 201.
+	r.Post("/whep/{room}/{id}/events", h(s.handleWHEPEventsCreate))                 // holder of the session URL (view token applies): create a stream
+	r.Get("/whep/{room}/{id}/events/{stream}", h(s.handleWHEPEventStream))          // holder of the stream URL: text/event-stream
+	r.Delete("/whep/{room}/{id}/events/{stream}", h(s.handleWHEPEventStreamDelete)) // holder of the stream URL: destroy the stream
 
 	// JSON REST API. A session's own URL and id are capabilities: whoever
 	// holds them may read and end that session; listings of sessions are
@@ -61,6 +73,7 @@ func (s *Server) Routes() http.Handler {
 		r.Get("/rooms/{room}", h(s.handleRoomGet))                                                              // anonymous: one room
 		r.With(admin).Delete("/rooms/{room}", h(s.handleRoomDelete))                                            // admin: delete a room, ending its sessions
 		r.Get("/rooms/{room}/participants", h(s.handleParticipantList))                                         // anonymous: public ids, user ids, roles, states
+		r.Get("/rooms/{room}/events", h(s.handleRoomEvents))                                                    // anonymous, as participants: text/event-stream of joins, leaves, states, publications
 		r.With(s.limitSessionRate, s.limitSessionJSON).Post("/rooms/{room}/sessions", h(s.handleSessionCreate)) // anonymous: JSON WHIP/WHEP (room tokens apply)
 		r.With(admin).Get("/sessions", h(s.handleSessionList))                                                  // admin: list sessions with ids, URLs, addresses
 		r.Get("/sessions/{id}", h(s.handleSessionGet))                                                          // holder of the id: one session
@@ -107,7 +120,7 @@ func getHead(r chi.Router, pattern string, h http.Handler) {
 
 // methodNotAllowed answers 405 with Allow for a path that exists under other
 // methods, and answers OPTIONS (incl. CORS preflight) there with 204.
-// RFC 9725 §4.1: GET, HEAD and PUT on the WHIP endpoint get 405.
+// PUT on a WHIP/WHEP endpoint gets 405 (RFC 9725 §4.1 answers GET with 2xx).
 func (s *Server) methodNotAllowed(mux *chi.Mux) http.HandlerFunc {
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -93,6 +93,9 @@ type Deps struct {
 	// Web, when set, serves the browser app (package web) on its pages and
 	// /static/ files.
 	Web http.Handler
+	// Events, when set, serves the WHEP event streams and the room event
+	// streams (events.go); it must observe the recorder.
+	Events *Events
 }
 
 // Server holds the dependencies of every handler.
@@ -112,6 +115,7 @@ type Server struct {
 	rates, resourceRates, probeRates *edge.Limiter
 	clients                          *edge.Resolver
 	docs                             docsUI
+	events                           *Events
 }
 
 // New returns pinhole's HTTP handler.
@@ -136,6 +140,7 @@ func NewServer(d Deps) *Server {
 		diag:     d.Diagnostics,
 		metrics:  d.Metrics,
 		web:      d.Web,
+		events:   d.Events,
 	}
 	header := edge.XForwardedFor
 	if d.Config.ForwardedHeader {

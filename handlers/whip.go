@@ -106,6 +106,12 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	h.Set("Accept-Patch", api.SDPFragContentType)
 	// RFC 9725 §4.6: one Link per STUN/TURN server (RFC 8288 syntax).
 	s.addICELinks(h, sess.PublicID)
+	// draft-ietf-wish-whep-03 §4.10: each supported extension is one Link
+	// in the 201; webrtc-http-egress-events §4: the server-sent events
+	// entry point, with the event types it offers.
+	if role == store.RoleViewer && s.events != nil {
+		h.Add("Link", whepEventsLink(room.Name, sess.ID))
+	}
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write([]byte(ans.SDP))
@@ -174,20 +180,45 @@ func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, role stor
 	if ifMatch == "" {
 		return api.Errorf(http.StatusPreconditionRequired, "If-Match is required: send the ETag of the session, or * for an ICE restart")
 	}
+	// RFC 9725 §4.3.3 and draft-ietf-wish-whep-03 §4.5.3: an ICE restart
+	// carries If-Match "*" (RFC 9110 §13.1.1). Both print it quoted,
+	// If-Match: "*", and clients copy that; as an entity tag "*" can never
+	// be one of ours (ours are ice-chars, RFC 8839 §5.4), so the quoted
+	// form means the restart too.
+	wildcard := ifMatch == "*" || ifMatch == `"*"`
+	newUfrag, newPwd := iceUfrag(frag), api.SDPAttr(frag, "a=ice-pwd:")
+	if err := checkICECredentials(newUfrag, newPwd); err != nil {
+		return err
+	}
 	// The ETag and the restart test both come from the live ICE session:
 	// its current local and remote ufrags.
 	local, remote, err := s.engine.ICEUfrags(sess.ID)
 	if err != nil {
 		return err
 	}
-	// RFC 9725 §4.3.3: an ICE restart is requested with If-Match: "*" and
-	// a fragment carrying new ice-ufrag/ice-pwd (RFC 8840 §4.4).
-	newUfrag := iceUfrag(frag)
-	restart := ifMatch == "*" || (newUfrag != "" && remote != "" && newUfrag != remote)
+	// RFC 9725 §4.3.3: a fragment with an ice-ufrag/ice-pwd other than the
+	// current ICE session's is an ICE restart (overriding RFC 8840's
+	// "discard").
+	restart := wildcard || (newUfrag != "" && remote != "" && newUfrag != remote)
 	// RFC 9725 §4.3.1: an entity tag that is not the session's current one
 	// is 412 Precondition Failed (RFC 9110 §13.1.1, strong comparison).
-	if ifMatch != "*" && !etagMatches(ifMatch, record.ETag(local)) {
+	if !wildcard && !etagMatches(ifMatch, record.ETag(local)) {
 		return api.Errorf(http.StatusPreconditionFailed, "If-Match %s does not match the session's current ETag", ifMatch)
+	}
+	if restart {
+		// RFC 9725 §4.3.3: the restart request MUST include the updated
+		// ice-pwd and ice-ufrag. RFC 8839 §4.4.1.1.1: restarting ICE MUST
+		// change both, so a ufrag equal to the current one is no restart.
+		// Refused before the engine sees it, the ICE session is kept
+		// (RFC 9725 §4.3.3: a failed restart leaves the session as it was).
+		switch {
+		case newUfrag == "":
+			return api.Invalid(api.FieldError{Field: "ice-ufrag", Message: "an ICE restart must carry the new a=ice-ufrag (RFC 9725 section 4.3.3)"})
+		case newPwd == "":
+			return api.Invalid(api.FieldError{Field: "ice-pwd", Message: "an ICE restart must carry the new a=ice-pwd (RFC 9725 section 4.3.3)"})
+		case newUfrag == remote:
+			return api.Invalid(api.FieldError{Field: "ice-ufrag", Message: "an ICE restart must change the ufrag; this is the current ICE session's (RFC 8839 section 4.4.1.1.1)"})
+		}
 	}
 	if !restart {
 		// RFC 9725 §4.3.2: trickled candidates are answered 204 No Content.
@@ -213,6 +244,38 @@ func (s *Server) patchResource(w http.ResponseWriter, r *http.Request, role stor
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(answer))
 	return nil
+}
+
+// checkICECredentials checks the a=ice-ufrag and a=ice-pwd of a fragment,
+// when present, against RFC 8839 §5.4: ice-ufrag is 4 to 256 ice-chars,
+// ice-pwd 22 to 256, an ice-char being ALPHA, DIGIT, "+" or "/". Shorter
+// credentials weaken ICE's message integrity (RFC 8445 §5.3: at least 24
+// bits of ufrag and 128 bits of password).
+func checkICECredentials(ufrag, pwd string) error {
+	var bad []api.FieldError
+	if ufrag != "" && !iceChars(ufrag, 4) {
+		bad = append(bad, api.FieldError{Field: "ice-ufrag", Message: "must be 4 to 256 characters of A-Z, a-z, 0-9, '+' and '/' (RFC 8839 section 5.4)"})
+	}
+	if pwd != "" && !iceChars(pwd, 22) {
+		bad = append(bad, api.FieldError{Field: "ice-pwd", Message: "must be 22 to 256 characters of A-Z, a-z, 0-9, '+' and '/' (RFC 8839 section 5.4)"})
+	}
+	if len(bad) > 0 {
+		return api.Invalid(bad...)
+	}
+	return nil
+}
+
+// iceChars reports whether s is min to 256 ice-chars (RFC 8839 §5.4).
+func iceChars(s string, min int) bool {
+	if len(s) < min || len(s) > 256 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // etagMatches compares an If-Match list with the current tag, strongly:
@@ -324,18 +387,106 @@ func (s *Server) handleWHEPOptions(w http.ResponseWriter, r *http.Request) error
 	return nil
 }
 
-// handleWHEPHead answers HEAD on the WHEP endpoint.
+// handleWHIPGet answers GET and HEAD on the WHIP endpoint.
+//
+//	@Summary		WHIP endpoint GET
+//	@Description	RFC 9725 §4.1: the endpoint has no representation, so GET answers 2xx with no content (200, Content-Length 0, Accept-Post). HEAD answers the same headers. An invalid room name is 400; a missing room 404 unless rooms are made on the fly.
+//	@Tags			WHIP
+//	@Param			room	path	string	true	"Room name"
+//	@Success		200
+//	@Header			200	{string}	Accept-Post	"application/sdp"
+//	@Failure		400	{object}	api.Problem
+//	@Failure		404	{object}	api.Problem
+//	@Router			/whip/{room} [get]
+func (s *Server) handleWHIPGet(w http.ResponseWriter, r *http.Request) error {
+	return s.endpointGet(w, r, store.RolePublisher)
+}
+
+// handleWHEPHead answers GET and HEAD on the WHEP endpoint.
 //
 //	@Summary		WHEP endpoint probe
-//	@Description	HEAD on the WHEP endpoint answers 200 with Accept-Post, so players can probe it.
+//	@Description	draft-ietf-wish-whep-03 §4.2: HEAD answers 200 with Content-Type: application/sdp and no body, so players can tell a WHEP endpoint; §4.1: GET answers the same, with no content. An invalid room name is 400; a missing room 404 unless rooms are made on the fly.
 //	@Tags			WHEP
 //	@Param			room	path	string	true	"Room name"
 //	@Success		200
+//	@Header			200	{string}	Content-Type	"application/sdp"
+//	@Failure		400	{object}	api.Problem
+//	@Failure		404	{object}	api.Problem
 //	@Router			/whep/{room} [head]
+//	@Router			/whep/{room} [get]
 func (s *Server) handleWHEPHead(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Accept-Post", api.SDPContentType)
+	return s.endpointGet(w, r, store.RoleViewer)
+}
+
+// endpointGet is GET and HEAD on a WHIP or WHEP endpoint. It needs no token:
+// it tells no more than the room list does.
+func (s *Server) endpointGet(w http.ResponseWriter, r *http.Request, role store.Role) error {
+	name := chi.URLParam(r, "room")
+	if !api.ValidRoomName(name) {
+		return api.Invalid(api.FieldError{Field: "room", Message: "must be 1 to 64 letters, digits, '.', '_' or '-'"})
+	}
+	if _, err := s.store.GetRoom(r.Context(), name); errors.Is(err, store.ErrNotFound) && !s.cfg.AutoCreateRooms {
+		return api.Errorf(http.StatusNotFound, "room %q does not exist", name)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	h := w.Header()
+	h.Set("Accept-Post", api.SDPContentType)
+	if role == store.RoleViewer {
+		// draft-ietf-wish-whep-03 §4.2: HEAD SHOULD answer 200 with
+		// Content-Type: application/sdp, and MUST carry the headers GET
+		// would: so GET carries it too. A WHIP endpoint does not claim
+		// it, so a player does not take it for a WHEP one.
+		h.Set("Content-Type", api.SDPContentType)
+	}
+	return noContent(w)
+}
+
+// noContent answers 200 with an empty body: RFC 9725 §4.1 and
+// draft-ietf-wish-whep-03 §4.1 ("2xx successful response with no
+// content"). 200 rather than 204 so that HEAD, which repeats GET's
+// headers, can answer the 200 the WHEP draft asks of it.
+func noContent(w http.ResponseWriter) error {
+	w.Header().Set("Content-Length", "0")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil
+}
+
+// handleWHIPSessionGet answers GET and HEAD on a WHIP session URL.
+//
+//	@Summary		WHIP session GET
+//	@Description	RFC 9725 §4.1: a session has no representation: 200 with no content while it lives (holder of the URL; the room's publish token applies), 404 after.
+//	@Tags			WHIP
+//	@Param			room	path	string	true	"Room name"
+//	@Param			id		path	string	true	"Session id"
+//	@Success		200
+//	@Failure		401	{object}	api.Problem
+//	@Failure		404	{object}	api.Problem
+//	@Router			/whip/{room}/{id} [get]
+func (s *Server) handleWHIPSessionGet(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.resource(r, store.RolePublisher); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// handleWHEPSessionGet answers GET and HEAD on a WHEP session URL.
+//
+//	@Summary		WHEP session GET
+//	@Description	draft-ietf-wish-whep-03 §4.1: 200 with no content while the session lives (holder of the URL; the room's view token applies), 404 after.
+//	@Tags			WHEP
+//	@Param			room	path	string	true	"Room name"
+//	@Param			id		path	string	true	"Session id"
+//	@Success		200
+//	@Failure		401	{object}	api.Problem
+//	@Failure		404	{object}	api.Problem
+//	@Router			/whep/{room}/{id} [get]
+func (s *Server) handleWHEPSessionGet(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.resource(r, store.RoleViewer); err != nil {
+		return err
+	}
+	return noContent(w)
 }
 
 // handleResourceOptions answers OPTIONS and CORS preflight on a session URL.

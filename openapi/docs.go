@@ -384,6 +384,47 @@ const docTemplate = `{
                 }
             }
         },
+        "/api/v1/rooms/{room}/events": {
+            "get": {
+                "description": "text/event-stream of participant.joined, participant.left, participant.state, publisher.started and publisher.stopped; each data is an api.RoomEvent (the participant as the participant list shows it, never a session id). Read the participant list when the stream opens, then follow it. Comment lines are heartbeats; a reader that falls 64 events behind is dropped and reconnects.",
+                "produces": [
+                    "text/event-stream"
+                ],
+                "tags": [
+                    "rooms"
+                ],
+                "summary": "Room event stream",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "event stream of RoomEvent",
+                        "schema": {
+                            "$ref": "#/definitions/api.RoomEvent"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "503": {
+                        "description": "Too many open event streams (Retry-After)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
         "/api/v1/rooms/{room}/participants": {
             "get": {
                 "description": "The live (not closed) sessions of the room, by user id, with roles and states.",
@@ -766,6 +807,45 @@ const docTemplate = `{
             }
         },
         "/whep/{room}": {
+            "get": {
+                "description": "draft-ietf-wish-whep-03 §4.2: HEAD answers 200 with Content-Type: application/sdp and no body, so players can tell a WHEP endpoint; §4.1: GET answers the same, with no content. An invalid room name is 400; a missing room 404 unless rooms are made on the fly.",
+                "tags": [
+                    "WHEP"
+                ],
+                "summary": "WHEP endpoint probe",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "headers": {
+                            "Content-Type": {
+                                "type": "string",
+                                "description": "application/sdp"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            },
             "post": {
                 "description": "WHEP draft: POST an SDP offer (recvonly), get the answer. ?publisher= picks a publisher by its participant id; the default is the newest. A viewer that arrives before any publisher keeps its connection and gets media when one arrives.",
                 "consumes": [
@@ -913,7 +993,7 @@ const docTemplate = `{
                 }
             },
             "head": {
-                "description": "HEAD on the WHEP endpoint answers 200 with Accept-Post, so players can probe it.",
+                "description": "draft-ietf-wish-whep-03 §4.2: HEAD answers 200 with Content-Type: application/sdp and no body, so players can tell a WHEP endpoint; §4.1: GET answers the same, with no content. An invalid room name is 400; a missing room 404 unless rooms are made on the fly.",
                 "tags": [
                     "WHEP"
                 ],
@@ -929,12 +1009,70 @@ const docTemplate = `{
                 ],
                 "responses": {
                     "200": {
-                        "description": "OK"
+                        "description": "OK",
+                        "headers": {
+                            "Content-Type": {
+                                "type": "string",
+                                "description": "application/sdp"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
                     }
                 }
             }
         },
         "/whep/{room}/{id}": {
+            "get": {
+                "description": "draft-ietf-wish-whep-03 §4.1: 200 with no content while the session lives (holder of the URL; the room's view token applies), 404 after.",
+                "tags": [
+                    "WHEP"
+                ],
+                "summary": "WHEP session GET",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Session id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK"
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            },
             "delete": {
                 "description": "WHEP draft §4.2: DELETE the session URL ends the session and frees its UDP port.",
                 "tags": [
@@ -1062,7 +1200,228 @@ const docTemplate = `{
                 }
             }
         },
+        "/whep/{room}/{id}/events": {
+            "post": {
+                "description": "webrtc-http-egress-events §4: POST a JSON array of the event types wanted (active, inactive, viewercount; an empty body is all three) to the URL of the Link rel=\"urn:ietf:params:whep:ext:core:server-sent-events\" of the WHEP 201. The answer's Location is the event stream: GET it as text/event-stream, DELETE it when done. Only the holder of the session URL can create one (room view tokens apply); the stream URL is itself unguessable.",
+                "consumes": [
+                    "application/json"
+                ],
+                "tags": [
+                    "WHEP"
+                ],
+                "summary": "Create a WHEP event stream",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Session id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Bearer \u003cview token\u003e",
+                        "name": "Authorization",
+                        "in": "header"
+                    },
+                    {
+                        "description": "Event types",
+                        "name": "events",
+                        "in": "body",
+                        "schema": {
+                            "type": "array",
+                            "items": {
+                                "type": "string"
+                            }
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "Event stream URL"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Unknown event type (the field is its index)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "409": {
+                        "description": "4 streams exist for the session",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "415": {
+                        "description": "Unsupported Media Type",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
+        "/whep/{room}/{id}/events/{stream}": {
+            "get": {
+                "description": "text/event-stream of the event types asked for: active ({}) when the followed publisher starts, inactive ({}) when it stops, viewercount ({\"viewercount\":n}) on change; comment lines as heartbeats. The URL is the capability (EventSource cannot send Authorization). 404 once the stream or its session is gone.",
+                "produces": [
+                    "text/event-stream"
+                ],
+                "tags": [
+                    "WHEP"
+                ],
+                "summary": "Read a WHEP event stream",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Session id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Stream id",
+                        "name": "stream",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "event stream",
+                        "schema": {
+                            "type": "string"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "503": {
+                        "description": "Too many open event streams (Retry-After)",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "description": "webrtc-http-egress-events §4: pending events are dropped and further requests for the stream get 404.",
+                "tags": [
+                    "WHEP"
+                ],
+                "summary": "Delete a WHEP event stream",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Session id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Stream id",
+                        "name": "stream",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK"
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            }
+        },
         "/whip/{room}": {
+            "get": {
+                "description": "RFC 9725 §4.1: the endpoint has no representation, so GET answers 2xx with no content (200, Content-Length 0, Accept-Post). HEAD answers the same headers. An invalid room name is 400; a missing room 404 unless rooms are made on the fly.",
+                "tags": [
+                    "WHIP"
+                ],
+                "summary": "WHIP endpoint GET",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "headers": {
+                            "Accept-Post": {
+                                "type": "string",
+                                "description": "application/sdp"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            },
             "post": {
                 "description": "RFC 9725 ingest: POST an SDP offer, get the answer with every candidate of pinhole's (public IP and port of the leased UDP port). The session URL is in Location; PATCH it for trickle ICE or ICE restart, DELETE it to stop. A room with a publish token requires Authorization: Bearer.",
                 "consumes": [
@@ -1205,6 +1564,46 @@ const docTemplate = `{
             }
         },
         "/whip/{room}/{id}": {
+            "get": {
+                "description": "RFC 9725 §4.1: a session has no representation: 200 with no content while it lives (holder of the URL; the room's publish token applies), 404 after.",
+                "tags": [
+                    "WHIP"
+                ],
+                "summary": "WHIP session GET",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Room name",
+                        "name": "room",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Session id",
+                        "name": "id",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK"
+                    },
+                    "401": {
+                        "description": "Unauthorized",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "404": {
+                        "description": "Not Found",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    }
+                }
+            },
             "delete": {
                 "description": "RFC 9725 §4.2: DELETE the session URL ends the session and frees its UDP port. If-Match is not needed.",
                 "tags": [
@@ -1875,6 +2274,31 @@ const docTemplate = `{
                 },
                 "viewers": {
                     "type": "integer"
+                }
+            }
+        },
+        "api.RoomEvent": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "participant": {
+                    "$ref": "#/definitions/api.Participant"
+                },
+                "room": {
+                    "type": "string",
+                    "example": "studio"
+                },
+                "type": {
+                    "type": "string",
+                    "enum": [
+                        "participant.joined",
+                        "participant.left",
+                        "participant.state",
+                        "publisher.started",
+                        "publisher.stopped"
+                    ]
                 }
             }
         },

@@ -60,6 +60,8 @@ type Server struct {
 	Metrics     *metrics.Metrics
 	Diagnostics *diagnostics.Diagnostics
 	Handler     http.Handler
+	// Events feeds the WHEP and room event streams from record updates.
+	Events *handlers.Events
 }
 
 // New builds pinhole from cfg. Close releases what it acquired.
@@ -89,6 +91,8 @@ func New(cfg Config) (*Server, error) {
 		s.Metrics = m
 		observers = append(observers, m.Observe)
 	}
+	s.Events = handlers.NewEvents(log)
+	observers = append(observers, s.Events.Observe)
 	s.Recorder = record.NewRecorder(s.Store, log, observers...)
 	engine, err := media.NewEngine(cfg.Media, s.Recorder.OnEvent)
 	if err != nil {
@@ -104,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 	s.Diagnostics = diagnostics.New(diagnostics.Deps{Store: s.Store, Engine: engine, Sessions: s.Sessions,
 		Recorder: s.Recorder, Logger: log, Config: dc})
 	deps := handlers.Deps{Store: s.Store, Engine: engine, Sessions: s.Sessions, Config: cfg.HTTP, Logger: log,
-		Diagnostics: s.Diagnostics, Web: cfg.Web}
+		Diagnostics: s.Diagnostics, Web: cfg.Web, Events: s.Events}
 	if s.Metrics != nil {
 		deps.Metrics = s.Metrics.Handler()
 	}
@@ -139,9 +143,11 @@ func (s *Server) collectRooms(ctx context.Context, idle time.Duration, log *slog
 	}
 }
 
-// Close ends every peer connection (freeing every lease), then records the
-// last events, in reverse order of acquisition. Stop serving HTTP first.
+// Close ends the event streams, the room collector and every peer
+// connection (freeing every lease), then records the last events, in
+// reverse order of acquisition. Stop serving HTTP first.
 func (s *Server) Close() error {
+	s.Events.Close()
 	s.cancel()
 	<-s.done
 	err := s.Engine.Close()

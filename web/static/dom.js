@@ -120,15 +120,25 @@ export function shortId(id) {
 export function poll(fn, ms, onState = () => {}) {
   let timer = null;
   let stopped = false;
+  let running = false;
+  let again = false; // now() was asked for while a run was in flight
   const run = async () => {
     timer = null;
+    running = true;
     try {
       await fn();
       onState(true);
     } catch (err) {
       onState(false, err);
     }
-    if (!stopped) timer = setTimeout(run, ms);
+    running = false;
+    if (stopped) return;
+    if (again) {
+      again = false;
+      run();
+      return;
+    }
+    timer = setTimeout(run, typeof ms === 'function' ? ms() : ms);
   };
   run();
   const stop = () => {
@@ -136,7 +146,18 @@ export function poll(fn, ms, onState = () => {}) {
     if (timer) clearTimeout(timer);
   };
   window.addEventListener('pagehide', stop, { once: true });
-  return { stop, now: () => { if (timer) { clearTimeout(timer); run(); } } };
+  return {
+    stop,
+    now: () => {
+      if (stopped) return;
+      if (running) {
+        again = true;
+        return;
+      }
+      if (timer) clearTimeout(timer);
+      run();
+    },
+  };
 }
 
 /** liveBadge shows when a polled view was last refreshed. */

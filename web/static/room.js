@@ -6,7 +6,9 @@ import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtBitrate, fmtDateTime
 import { request, getJSON, errorBox, enc, UserError, adminToken } from './api.js';
 import { Peer, mediaError, videoCodecs } from './rtc.js';
 
-const REFRESH_MS = 1000; // participants: a new publisher should appear within a second
+const REFRESH_MS = 1000; // participants, without the event stream: a new publisher should appear within a second
+const STREAM_REFRESH_MS = 10000; // with the event stream open the poll is only a safety net
+const ROOM_EVENTS = ['participant.joined', 'participant.left', 'participant.state', 'publisher.started', 'publisher.stopped'];
 const ENDED = new Set(['closed', 'failed']);
 const ORPHAN_POLLS = 3; // refreshes a viewer waits for pinhole to end it after its publisher left
 const STATES = new Set(['new', 'connecting', 'connected', 'disconnected', 'failed', 'closed']);
@@ -88,7 +90,30 @@ export function mount(root, { params }) {
     viewTokenField.hidden = !(roomInfo && roomInfo.view_protected);
     renderParticipants(parts);
     syncPlayers(parts);
-  }, REFRESH_MS, live.report);
+    if (roomInfo) openEvents();
+  }, () => (streamOpen ? STREAM_REFRESH_MS : REFRESH_MS), live.report);
+
+  // Room events (GET /api/v1/rooms/{room}/events): pinhole pushes every
+  // join, leave, state change and publication, and each refreshes the view
+  // at once, so a viewer starts watching a new publisher while it is still
+  // connecting. While the stream is down (proxy, restart) EventSource
+  // reconnects by itself and the one-second poll carries on meanwhile.
+  let events = null;
+  let streamOpen = false;
+  function openEvents() {
+    if (typeof EventSource === 'undefined') return;
+    if (events && events.readyState !== EventSource.CLOSED) return;
+    events = new EventSource(`/api/v1/rooms/${enc(room)}/events`);
+    events.onopen = () => {
+      streamOpen = true;
+      poller.now(); // what happened before the stream opened
+    };
+    events.onerror = () => {
+      streamOpen = false;
+    };
+    for (const t of ROOM_EVENTS) events.addEventListener(t, () => poller.now());
+  }
+  window.addEventListener('pagehide', () => events && events.close(), { once: true });
 
   function renderParticipants(parts) {
     const shown = parts.filter((p) => p.state !== 'closed')
