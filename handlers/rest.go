@@ -248,6 +248,9 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 		Room: room.Name, Role: role, Offer: req.SDP,
 		UserID: req.UserID, Metadata: req.Metadata, PublisherID: req.PublisherID,
 		TrustLocalCandidates: edge.ClientIsLoopback(r),
+		// Where the client reached signaling: the diagnosis compares it with
+		// the address the answer advertises.
+		Timeline: []store.Event{{Kind: "request", Detail: "Host: " + r.Host}},
 	})
 	if err != nil {
 		return err

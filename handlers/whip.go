@@ -89,7 +89,10 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 		return err
 	}
 	sess, ans, err := s.sessions.Open(ctx, record.OpenRequest{Room: room.Name, Role: role, Offer: offer, PublisherID: publisher,
-		TrustLocalCandidates: edge.ClientIsLoopback(r)})
+		TrustLocalCandidates: edge.ClientIsLoopback(r),
+		// Where the client reached signaling: the diagnosis compares it with
+		// the address the answer advertises.
+		Timeline: []store.Event{{Kind: "request", Detail: "Host: " + r.Host}}})
 	if err != nil {
 		return err
 	}
