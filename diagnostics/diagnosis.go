@@ -433,6 +433,17 @@ func mappingHop(f sessionFacts, o Options) (api.Hop, *api.Verdict) {
 	// signaling. When it is an IP literal other than the advertised one,
 	// the answer sent the client somewhere else: --public-ip is the suspect.
 	if ip, ok := hostIP(host); ok && pubAP.IsValid() && ip != pubAP.Addr() && !ip.IsLoopback() {
+		if !isPublic(ip) && isPublic(pubAP.Addr()) {
+			// A client inside the box's own network reached it directly:
+			// the public address is right, the client needs a way to it.
+			h.Detail += "; the client reached signaling at the private address " + ip.String()
+			return h, fail(VerdictNoPacket,
+				fmt.Sprintf("no packet reached local UDP %d %s: the client reached pinhole at the private address %s (Host header), inside this network, "+
+					"and was sent to the public %s, which its router does not loop back (or the forward is missing)", local, within, ip, public),
+				fmt.Sprintf("for clients inside this network, enable NAT loopback (hairpin) on the router or also advertise the private address (--public-ip %s,%s); "+
+					"if clients outside fail too, check the forward UDP %s -> this host:%d", pubAP.Addr(), ip, public, local),
+				ev...)
+		}
 		h.Detail += "; the client reached signaling at " + ip.String() + ", the answer advertised " + pubAP.Addr().String()
 		return h, fail(VerdictPublicIPMismatch,
 			fmt.Sprintf("no packet reached local UDP %d %s: the client reached pinhole at %s (Host header) but the answer advertised %s, so --public-ip is probably wrong",

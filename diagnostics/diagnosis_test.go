@@ -76,6 +76,8 @@ func TestDiagnose(t *testing.T) {
 		{"wrong public IP: the Host header names another address", rec(store.RolePublisher, store.StateNew, ev{0, "request", "Host: 203.0.113.1:8080"}, offer, answer),
 			4 * time.Second, api.StatusFail, VerdictPublicIPMismatch, "mapping",
 			[]string{"reached pinhole at 203.0.113.1 (Host header) but the answer advertised 51.161.209.200", "--public-ip is probably wrong"}},
+		{"Host header a LAN address: hairpin, not --public-ip", rec(store.RolePublisher, store.StateNew, ev{0, "request", "Host: 192.168.1.5:8080"}, offer, answer),
+			4 * time.Second, api.StatusFail, VerdictNoPacket, "mapping", []string{"private address 192.168.1.5", "does not loop back"}},
 		{"Host header a name: the two causes are not told apart", rec(store.RolePublisher, store.StateNew, ev{0, "request", "Host: media.example.org"}, offer, answer),
 			4 * time.Second, api.StatusFail, VerdictNoPacket, "mapping", []string{"cannot be told apart"}},
 		{"checks arrive, ICE not connected after 2 s: replies lost", rec(store.RolePublisher, store.StateConnecting, offer, answer, packet, ev{210, "ice-checking", ""}),
