@@ -62,6 +62,9 @@ type STUNProbeResult struct {
 	Class string `json:"class" enums:"ok,bad-url,dns,unreachable,timeout,other"`
 	Error string `json:"error,omitempty"`
 	Fix   string `json:"fix,omitempty"`
+	// Verdict names the broken hop (ice-server) in the vocabulary of
+	// session verdicts ("stun-timeout", ...); absent when the probe passed.
+	Verdict *Verdict `json:"verdict,omitempty"`
 }
 
 // TURNProbeResult is what a TURN probe saw.
@@ -79,6 +82,10 @@ type TURNProbeResult struct {
 	Class string `json:"class" enums:"ok,bad-url,dns,unreachable,timeout,auth-refused,quota,other"`
 	Error string `json:"error,omitempty"`
 	Fix   string `json:"fix,omitempty"`
+	// Verdict names the broken hop (ice-server) in the vocabulary of
+	// session verdicts ("turn-timeout", "turn-auth-refused", ...); absent
+	// when the allocation succeeded.
+	Verdict *Verdict `json:"verdict,omitempty"`
 }
 
 // SelfTestRequest is the (optional) body of POST /api/v1/diagnostics/selftest.
@@ -114,24 +121,65 @@ type TimelineEntry struct {
 }
 
 // Hop is one link of the chain a session needs, in order: signaling, the
-// port mapping, ICE, DTLS, media.
+// port mapping, ICE, DTLS, media. Probe verdicts use the hop ice-server,
+// the diagnostics page's own signaling check the hop signaling.
 type Hop struct {
 	Name   string `json:"name" enums:"signaling,mapping,ice,dtls,media"`
 	Status string `json:"status" enums:"ok,fail,pending,skipped"`
 	Detail string `json:"detail,omitempty"`
 }
 
-// Verdict names the first broken hop and the fix.
+// Verdict names the first broken hop, what shows it and the fix. The
+// README lists every id.
 type Verdict struct {
+	// ID is the stable short name of the verdict, also the failure label in
+	// /metrics ("no-packet", "public-ip-mismatch", "ice-failed", "no-video", ...).
+	ID string `json:"id" example:"no-packet"`
 	// Status is ok (media flowed), fail (a hop broke) or pending (still setting up).
 	Status string `json:"status" enums:"ok,fail,pending"`
 	// Hop is the first hop that is not ok.
-	Hop     string `json:"hop,omitempty"`
-	Summary string `json:"summary" example:"no packet reached local UDP 10111 within 10 s"`
-	Fix     string `json:"fix,omitempty"`
-	// Code is a stable short name of the verdict, also the failure label in
-	// /metrics ("no-packet", "ice-failed", "dtls-failed", "no-media", ...).
-	Code string `json:"code" example:"no-packet"`
+	Hop string `json:"hop,omitempty" enums:"signaling,mapping,ice,dtls,media,ice-server"`
+	// Headline says in one sentence what is broken, naming the suspect
+	// setting when the evidence points at one.
+	Headline string `json:"headline" example:"no packet reached local UDP 10111 within 3s of the answer"`
+	// Evidence are the facts from the timeline the verdict rests on.
+	Evidence []string `json:"evidence"`
+	Fix      string   `json:"fix,omitempty"`
+	// SinceStartMillis is when the verdict was reached, after the offer
+	// arrived (its last change in verdict_history).
+	SinceStartMillis float64 `json:"since_start_ms"`
+	// Summary repeats Headline and Code repeats ID for older clients.
+	Summary string `json:"summary"`
+	Code    string `json:"code" example:"no-packet"`
+}
+
+// VerdictChange is one revision of a session's verdict: verdicts are
+// given as soon as the evidence is conclusive and revised as it grows.
+type VerdictChange struct {
+	At               time.Time `json:"at"`
+	SinceStartMillis float64   `json:"since_start_ms"`
+	ID               string    `json:"id"`
+	Status           string    `json:"status" enums:"ok,fail,pending"`
+	Hop              string    `json:"hop,omitempty"`
+	Headline         string    `json:"headline"`
+}
+
+// PathStep is one box of the path picture: from the client through its
+// network, the router or tunnel (public address and port) and pinhole's
+// leased local port to ICE, DTLS and media.
+type PathStep struct {
+	ID string `json:"id" enums:"client,client-network,signaling,public,lease,ice,dtls,publisher,rtp-in,rtp-out-audio,rtp-out-video"`
+	// Hop is the verdict hop the step belongs to.
+	Hop    string `json:"hop"`
+	Status string `json:"status" enums:"ok,fail,pending,skipped"`
+	// Label names the step with its data (English; the page translates by ID).
+	Label  string `json:"label"`
+	Detail string `json:"detail,omitempty"`
+	// SinceStartMillis is when the step was reached (ok) or found broken.
+	SinceStartMillis *float64 `json:"since_start_ms,omitempty"`
+	// Broken marks the step the verdict points at; Fix is given there.
+	Broken bool   `json:"broken,omitempty"`
+	Fix    string `json:"fix,omitempty"`
 }
 
 // Diagnosis is the body of GET /api/v1/sessions/{id}/diagnosis.
@@ -148,5 +196,9 @@ type Diagnosis struct {
 	CloseReason string          `json:"close_reason,omitempty"`
 	Timeline    []TimelineEntry `json:"timeline"`
 	Hops        []Hop           `json:"hops"`
+	Path        []PathStep      `json:"path"`
 	Verdict     Verdict         `json:"verdict"`
+	// VerdictHistory lists every change of the verdict, oldest first; the
+	// timeline carries the same changes as "verdict" entries.
+	VerdictHistory []VerdictChange `json:"verdict_history"`
 }

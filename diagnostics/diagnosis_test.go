@@ -49,6 +49,11 @@ var (
 	conn   = ev{401, "state", "connected"}
 )
 
+func recCodecs(s store.Session, codecs ...string) store.Session {
+	s.Codecs = codecs
+	return s
+}
+
 func TestDiagnose(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -62,11 +67,35 @@ func TestDiagnose(t *testing.T) {
 		{"healthy publisher", rec(store.RolePublisher, store.StateConnected, offer, answer, packet, iceOK, dtlsOK, conn, ev{600, "first-rtp-in", ""}),
 			time.Second, api.StatusOK, VerdictOK, "", []string{"media flowed"}},
 		{"waiting for the first packet", rec(store.RolePublisher, store.StateNew, offer, answer),
-			3 * time.Second, api.StatusPending, VerdictPending, "mapping", []string{"waiting for the first packet on local UDP 10111"}},
+			2 * time.Second, api.StatusPending, VerdictPending, "mapping", []string{"waiting for the first packet on local UDP 10111"}},
 		{"mapping broken", rec(store.RolePublisher, store.StateNew, offer, answer),
 			11 * time.Second, api.StatusFail, VerdictNoPacket, "mapping",
-			[]string{"no packet reached local UDP 10111 within 10s", "public 51.161.209.200:20111 -> this host's UDP 10111"}},
+			[]string{"no packet reached local UDP 10111 within 3s of the answer", "public 51.161.209.200:20111 -> this host's UDP 10111", "--public-ports wrong", "cannot be told apart"}},
+		{"mapping broken, named at 3 s while the session is up", rec(store.RolePublisher, store.StateConnecting, offer, answer),
+			3100 * time.Millisecond, api.StatusFail, VerdictNoPacket, "mapping", []string{"no packet reached local UDP 10111"}},
+		{"wrong public IP: the Host header names another address", rec(store.RolePublisher, store.StateNew, ev{0, "request", "Host: 203.0.113.1:8080"}, offer, answer),
+			4 * time.Second, api.StatusFail, VerdictPublicIPMismatch, "mapping",
+			[]string{"reached pinhole at 203.0.113.1 (Host header) but the answer advertised 51.161.209.200", "--public-ip is probably wrong"}},
+		{"Host header a LAN address: hairpin, not --public-ip", rec(store.RolePublisher, store.StateNew, ev{0, "request", "Host: 192.168.1.5:8080"}, offer, answer),
+			4 * time.Second, api.StatusFail, VerdictNoPacket, "mapping", []string{"private address 192.168.1.5", "does not loop back"}},
+		{"Host header a name: the two causes are not told apart", rec(store.RolePublisher, store.StateNew, ev{0, "request", "Host: media.example.org"}, offer, answer),
+			4 * time.Second, api.StatusFail, VerdictNoPacket, "mapping", []string{"cannot be told apart"}},
+		{"checks arrive, ICE not connected after 2 s: replies lost", rec(store.RolePublisher, store.StateConnecting, offer, answer, packet, ev{210, "ice-checking", ""}),
+			2300 * time.Millisecond, api.StatusFail, VerdictICEFailed, "ice", []string{"pinhole's replies do not get back"}},
+		{"ICE connected, no DTLS after 3 s", rec(store.RolePublisher, store.StateConnecting, offer, answer, packet, iceOK),
+			3400 * time.Millisecond, api.StatusFail, VerdictDTLSFailed, "dtls", []string{"ICE connected but DTLS failed: no handshake within 3s"}},
+		{"audio flows, viewer did not offer the video codec", recCodecs(rec(store.RoleViewer, store.StateConnected, offer, answer, packet, iceOK, dtlsOK, conn, ev{450, "following", "p"},
+			ev{460, "codec-mismatch", "publisher p sends video/VP8, which this viewer did not offer"}, ev{500, "first-rtp-out", "audio"}), "audio/opus", "video/H264"),
+			time.Second, api.StatusFail, VerdictVideoCodec, "media", []string{"audio flows but no video", "sends video/VP8", "sees nothing"}},
+		{"audio flows, no video within 4 s", recCodecs(rec(store.RoleViewer, store.StateConnected, offer, answer, packet, iceOK, dtlsOK, conn, ev{450, "following", "p"},
+			ev{500, "first-rtp-out", "audio"}), "audio/opus", "video/VP8"),
+			5 * time.Second, api.StatusFail, VerdictNoVideo, "media", []string{"audio flows but no video reached the viewer"}},
+		{"audio-only viewer: audio is all it wants", recCodecs(rec(store.RoleViewer, store.StateConnected, offer, answer, packet, iceOK, dtlsOK, conn, ev{450, "following", "p"},
+			ev{500, "first-rtp-out", "audio"}), "audio/opus"),
+			time.Minute, api.StatusOK, VerdictOK, "", []string{"media flowed"}},
 		{"mapping broken, session ended by setup timeout", rec(store.RolePublisher, store.StateClosed, offer, answer, ev{8000, "closed", "setup timeout: not connected within 8s"}),
+			time.Hour, api.StatusFail, VerdictNoPacket, "mapping", []string{"no packet reached local UDP 10111 within 3s of the answer"}},
+		{"mapping broken, session ended before the deadline", rec(store.RolePublisher, store.StateClosed, offer, answer, ev{1000, "closed", "deleted by client"}),
 			time.Hour, api.StatusFail, VerdictNoPacket, "mapping", []string{"no packet reached local UDP 10111 before the session ended"}},
 		{"no client candidates", rec(store.RolePublisher, store.StateClosed, ev{0, "offer", "0 client candidates: "}, answer, ev{30000, "closed", "setup timeout"}),
 			time.Hour, api.StatusFail, VerdictNoCandidates, "mapping", []string{"offered no ICE candidates"}},
@@ -104,8 +133,27 @@ func TestDiagnose(t *testing.T) {
 			if v.Status == api.StatusFail && v.Fix == "" {
 				t.Errorf("no fix for %s", v.Code)
 			}
-			if len(d.Hops) != 5 || len(d.Timeline) != len(tc.s.Events) {
+			if len(d.Hops) != 5 || len(d.Timeline) != len(tc.s.Events)+len(d.VerdictHistory) {
 				t.Errorf("hops %d timeline %d", len(d.Hops), len(d.Timeline))
+			}
+			if v.ID != v.Code || v.Headline != v.Summary || v.Evidence == nil {
+				t.Errorf("verdict id/headline/evidence: %+v", v)
+			}
+			if v.Status == api.StatusFail && len(v.Evidence) == 0 {
+				t.Errorf("no evidence for %s", v.ID)
+			}
+			// The path picture points at one broken step, on the verdict's hop.
+			var broken []api.PathStep
+			for _, p := range d.Path {
+				if p.Broken {
+					broken = append(broken, p)
+				}
+			}
+			if v.Status == api.StatusFail && (len(broken) != 1 || broken[0].Hop != v.Hop || broken[0].Status != api.StatusFail || broken[0].Fix == "") {
+				t.Errorf("path %+v for verdict %s at %s", d.Path, v.ID, v.Hop)
+			}
+			if v.Status != api.StatusFail && len(broken) != 0 {
+				t.Errorf("broken step %+v for a %s verdict", broken, v.Status)
 			}
 			for i, h := range d.Hops {
 				if h.Name == v.Hop && v.Code != VerdictConnectionLost {
@@ -117,5 +165,38 @@ func TestDiagnose(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A verdict is given as soon as the evidence is conclusive and revised as
+// it grows; the history and the timeline show when.
+func TestDiagnoseRevised(t *testing.T) {
+	s := rec(store.RolePublisher, store.StateConnected, offer, answer, ev{4000, "first-packet", "local UDP 10111 from 203.0.113.2:40000"},
+		ev{4100, "ice-connected", ""}, ev{4200, "dtls-connected", ""}, ev{4201, "state", "connected"}, ev{4400, "first-rtp-in", ""})
+	d := Diagnose(s, Options{Now: t0.Add(10 * time.Second)})
+	var ids []string
+	for _, c := range d.VerdictHistory {
+		ids = append(ids, c.ID+"@"+c.Hop)
+	}
+	got := strings.Join(ids, " ")
+	if got != "pending@signaling pending@mapping no-packet@mapping pending@ice pending@dtls pending@media ok@" {
+		t.Fatalf("history %s", got)
+	}
+	if np := d.VerdictHistory[2]; np.SinceStartMillis != 3020 {
+		t.Errorf("no-packet named at %v ms, want 3020 (3 s after the answer)", np.SinceStartMillis)
+	}
+	n := 0
+	for _, e := range d.Timeline {
+		if e.Kind == "verdict" {
+			n++
+		}
+	}
+	if n != len(d.VerdictHistory) || d.Verdict.SinceStartMillis != 4400 {
+		t.Errorf("timeline has %d verdict entries for %d changes; verdict at %v ms", n, len(d.VerdictHistory), d.Verdict.SinceStartMillis)
+	}
+	for _, p := range d.Path {
+		if p.Status != api.StatusOK || p.SinceStartMillis == nil {
+			t.Errorf("healthy path step %+v", p)
+		}
 	}
 }

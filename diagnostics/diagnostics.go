@@ -179,6 +179,7 @@ func (d *Diagnostics) HandleSTUN(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	res := media.RunSTUNProbe(r.Context(), media.STUNProbe{URL: req.URL, Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond, Policy: d.policy})
+	res = stunOutcome(res)
 	d.logProbe(r, "stun", res.Class, res.Cause)
 	return api.WriteJSON(w, http.StatusOK, stunResult(res))
 }
@@ -207,6 +208,7 @@ func (d *Diagnostics) HandleTURN(w http.ResponseWriter, r *http.Request) error {
 	defer release()
 	res := media.ProbeTURN(r.Context(), media.TURNProbe{URL: req.URL, Username: req.Username, Credential: req.Credential, Policy: d.policy,
 		Timeout: time.Duration(req.TimeoutMillis) * time.Millisecond})
+	res = turnOutcome(res)
 	d.logProbe(r, "turn", res.Class, res.Cause)
 	return api.WriteJSON(w, http.StatusOK, turnResult(res))
 }
@@ -231,14 +233,66 @@ func (d *Diagnostics) acquireProbe() (func(), error) {
 }
 
 func stunResult(r media.STUNResult) api.STUNProbeResult {
-	return api.STUNProbeResult{URL: r.URL, Server: r.Server, Reachable: r.Reachable, MappedAddr: r.MappedAddr,
+	res := api.STUNProbeResult{URL: r.URL, Server: r.Server, Reachable: r.Reachable, MappedAddr: r.MappedAddr,
 		LocalAddr: r.LocalAddr, RTTMillis: r.RTTMillis, Class: string(r.Class), Error: r.Error, Fix: r.Fix}
+	if !r.Reachable {
+		res.Verdict = probeVerdict("stun", r.URL, r.Server, string(r.Class), r.Error, r.Fix)
+	}
+	return res
 }
 
 func turnResult(r media.TURNResult) api.TURNProbeResult {
-	return api.TURNProbeResult{URL: r.URL, Server: r.Server, Transport: r.Transport, Allocated: r.Allocated,
+	res := api.TURNProbeResult{URL: r.URL, Server: r.Server, Transport: r.Transport, Allocated: r.Allocated,
 		RelayedAddr: r.RelayedAddr, MappedAddr: r.MappedAddr, RTTMillis: r.RTTMillis, ErrorCode: r.ErrorCode,
 		Class: string(r.Class), Error: r.Error, Fix: r.Fix}
+	if !r.Allocated {
+		res.Verdict = probeVerdict("turn", r.URL, r.Server, string(r.Class), r.Error, r.Fix)
+		if r.ErrorCode != 0 {
+			res.Verdict.Evidence = append(res.Verdict.Evidence, fmt.Sprintf("STUN error code %d", r.ErrorCode))
+		}
+	}
+	return res
+}
+
+// probeVerdict states a failed probe in the vocabulary of session
+// verdicts: id "<kind>-<class>" ("turn-timeout", "turn-auth-refused",
+// "stun-timeout", ...), hop ice-server.
+func probeVerdict(kind, url, server, class, msg, fix string) *api.Verdict {
+	id := kind + "-" + class
+	head := fmt.Sprintf("%s server %s: %s", strings.ToUpper(kind), url, msg)
+	ev := []string{"probe of " + url, "class " + class + ": " + msg}
+	if server != "" {
+		ev = append(ev, "server address "+server)
+	}
+	return &api.Verdict{ID: id, Code: id, Status: api.StatusFail, Hop: HopICEServer, Headline: head, Summary: head, Evidence: ev, Fix: fix}
+}
+
+// retransmissionsFailed is how pion/turn's client ends a transaction no
+// answer came to (7 requests over about 7.8 s, errAllRetransmissionsFailed,
+// unexported): a timeout, whichever of it and the probe's own deadline
+// comes first.
+const retransmissionsFailed = "all retransmissions failed"
+
+// turnOutcome classifies a TURN server that never answered as a timeout
+// (with the timeout's fix: firewall, ?transport=tcp, turns:) even when
+// pion/turn's retransmissions gave up before the probe's deadline.
+func turnOutcome(r media.TURNResult) media.TURNResult {
+	if r.Class == media.ProbeOther && r.ErrorCode == 0 && r.Cause != nil && strings.Contains(r.Cause.Error(), retransmissionsFailed) {
+		r.Class = media.ProbeTimeout
+		r.Error = "no answer within the timeout"
+		r.Fix = "no answer from the TURN server: check the host and port, that the server runs, and that UDP to it is not blocked by a firewall " +
+			"(corporate networks often block UDP; try turn: with ?transport=tcp or turns: on 443)"
+	}
+	return r
+}
+
+// stunOutcome does the same for STUN probes.
+func stunOutcome(r media.STUNResult) media.STUNResult {
+	if r.Class == media.ProbeOther && r.Cause != nil && strings.Contains(r.Cause.Error(), retransmissionsFailed) {
+		r.Class = media.ProbeTimeout
+		r.Error = "no answer within the timeout"
+	}
+	return r
 }
 
 // HandleReport answers GET /api/v1/diagnostics. ?probes=false skips the
@@ -486,7 +540,7 @@ func (d *Diagnostics) iceServerChecks(ctx context.Context, probes bool) []api.Ch
 		go func() {
 			defer wg.Done()
 			if strings.HasPrefix(srv.URL, "stun") {
-				r := media.RunSTUNProbe(ctx, media.STUNProbe{URL: srv.URL, Policy: d.policy})
+				r := stunOutcome(media.RunSTUNProbe(ctx, media.STUNProbe{URL: srv.URL, Policy: d.policy}))
 				c.Probe = stunResult(r)
 				if r.Reachable {
 					c.Status, c.Seen = api.StatusOK, fmt.Sprintf("answered in %.0f ms; it sees this host as %s", r.RTTMillis, r.MappedAddr)
@@ -495,7 +549,7 @@ func (d *Diagnostics) iceServerChecks(ctx context.Context, probes bool) []api.Ch
 				}
 				return
 			}
-			r := media.ProbeTURN(ctx, media.TURNProbe{URL: srv.URL, Username: srv.Username, Credential: srv.Credential, Policy: d.policy})
+			r := turnOutcome(media.ProbeTURN(ctx, media.TURNProbe{URL: srv.URL, Username: srv.Username, Credential: srv.Credential, Policy: d.policy}))
 			c.Probe = turnResult(r)
 			if r.Allocated {
 				c.Status, c.Seen = api.StatusOK, fmt.Sprintf("relay %s allocated in %.0f ms", r.RelayedAddr, r.RTTMillis)

@@ -268,6 +268,9 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 	}
 	sess, ans, err := s.openIn(r, room, exists, record.OpenRequest{
 		Role: role, Offer: req.SDP, UserID: req.UserID, Metadata: req.Metadata, PublisherID: req.PublisherID,
+		// Where the client reached signaling: the diagnosis compares it with
+		// the address the answer advertises.
+		Timeline: []store.Event{{Kind: "request", Detail: "Host: " + r.Host}},
 	})
 	if err != nil {
 		return err

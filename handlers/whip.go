@@ -87,7 +87,10 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, role sto
 	if err != nil {
 		return err
 	}
-	sess, ans, err := s.openIn(r, room, exists, record.OpenRequest{Role: role, Offer: offer, PublisherID: publisher})
+	sess, ans, err := s.openIn(r, room, exists, record.OpenRequest{Role: role, Offer: offer, PublisherID: publisher,
+		// Where the client reached signaling: the diagnosis compares it with
+		// the address the answer advertises.
+		Timeline: []store.Event{{Kind: "request", Detail: "Host: " + r.Host}}})
 	if err != nil {
 		return err
 	}

@@ -1931,6 +1931,12 @@ const docTemplate = `{
                 "lease": {
                     "$ref": "#/definitions/api.Lease"
                 },
+                "path": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.PathStep"
+                    }
+                },
                 "remote_addrs": {
                     "type": "array",
                     "items": {
@@ -1964,6 +1970,13 @@ const docTemplate = `{
                 },
                 "verdict": {
                     "$ref": "#/definitions/api.Verdict"
+                },
+                "verdict_history": {
+                    "description": "VerdictHistory lists every change of the verdict, oldest first; the\ntimeline carries the same changes as \"verdict\" entries.",
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/api.VerdictChange"
+                    }
                 }
             }
         },
@@ -2118,6 +2131,58 @@ const docTemplate = `{
                 },
                 "room": {
                     "type": "string"
+                }
+            }
+        },
+        "api.PathStep": {
+            "type": "object",
+            "properties": {
+                "broken": {
+                    "description": "Broken marks the step the verdict points at; Fix is given there.",
+                    "type": "boolean"
+                },
+                "detail": {
+                    "type": "string"
+                },
+                "fix": {
+                    "type": "string"
+                },
+                "hop": {
+                    "description": "Hop is the verdict hop the step belongs to.",
+                    "type": "string"
+                },
+                "id": {
+                    "type": "string",
+                    "enum": [
+                        "client",
+                        "client-network",
+                        "signaling",
+                        "public",
+                        "lease",
+                        "ice",
+                        "dtls",
+                        "publisher",
+                        "rtp-in",
+                        "rtp-out-audio",
+                        "rtp-out-video"
+                    ]
+                },
+                "label": {
+                    "description": "Label names the step with its data (English; the page translates by ID).",
+                    "type": "string"
+                },
+                "since_start_ms": {
+                    "description": "SinceStartMillis is when the step was reached (ok) or found broken.",
+                    "type": "number"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "ok",
+                        "fail",
+                        "pending",
+                        "skipped"
+                    ]
                 }
             }
         },
@@ -2373,6 +2438,14 @@ const docTemplate = `{
                 },
                 "url": {
                     "type": "string"
+                },
+                "verdict": {
+                    "description": "Verdict names the broken hop (ice-server) in the vocabulary of\nsession verdicts (\"stun-timeout\", ...); absent when the probe passed.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/api.Verdict"
+                        }
+                    ]
                 }
             }
         },
@@ -2603,6 +2676,14 @@ const docTemplate = `{
                 },
                 "url": {
                     "type": "string"
+                },
+                "verdict": {
+                    "description": "Verdict names the broken hop (ice-server) in the vocabulary of\nsession verdicts (\"turn-timeout\", \"turn-auth-refused\", ...); absent\nwhen the allocation succeeded.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/api.Verdict"
+                        }
+                    ]
                 }
             }
         },
@@ -2641,16 +2722,44 @@ const docTemplate = `{
             "type": "object",
             "properties": {
                 "code": {
-                    "description": "Code is a stable short name of the verdict, also the failure label in\n/metrics (\"no-packet\", \"ice-failed\", \"dtls-failed\", \"no-media\", ...).",
                     "type": "string",
                     "example": "no-packet"
+                },
+                "evidence": {
+                    "description": "Evidence are the facts from the timeline the verdict rests on.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
                 },
                 "fix": {
                     "type": "string"
                 },
+                "headline": {
+                    "description": "Headline says in one sentence what is broken, naming the suspect\nsetting when the evidence points at one.",
+                    "type": "string",
+                    "example": "no packet reached local UDP 10111 within 3s of the answer"
+                },
                 "hop": {
                     "description": "Hop is the first hop that is not ok.",
-                    "type": "string"
+                    "type": "string",
+                    "enum": [
+                        "signaling",
+                        "mapping",
+                        "ice",
+                        "dtls",
+                        "media",
+                        "ice-server"
+                    ]
+                },
+                "id": {
+                    "description": "ID is the stable short name of the verdict, also the failure label in\n/metrics (\"no-packet\", \"public-ip-mismatch\", \"ice-failed\", \"no-video\", ...).",
+                    "type": "string",
+                    "example": "no-packet"
+                },
+                "since_start_ms": {
+                    "description": "SinceStartMillis is when the verdict was reached, after the offer\narrived (its last change in verdict_history).",
+                    "type": "number"
                 },
                 "status": {
                     "description": "Status is ok (media flowed), fail (a hop broke) or pending (still setting up).",
@@ -2662,8 +2771,36 @@ const docTemplate = `{
                     ]
                 },
                 "summary": {
+                    "description": "Summary repeats Headline and Code repeats ID for older clients.",
+                    "type": "string"
+                }
+            }
+        },
+        "api.VerdictChange": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string"
+                },
+                "headline": {
+                    "type": "string"
+                },
+                "hop": {
+                    "type": "string"
+                },
+                "id": {
+                    "type": "string"
+                },
+                "since_start_ms": {
+                    "type": "number"
+                },
+                "status": {
                     "type": "string",
-                    "example": "no packet reached local UDP 10111 within 10 s"
+                    "enum": [
+                        "ok",
+                        "fail",
+                        "pending"
+                    ]
                 }
             }
         }

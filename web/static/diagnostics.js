@@ -28,6 +28,15 @@ const STUN_MS = 5000;
 const TURN_MS = 8000;
 const CONNECT_MS = 20000;
 const MEDIA_MS = 3000; // after connecting, how long media must flow
+// The signaling check's own timeout: pinhole answers /healthz in
+// milliseconds; a TCP forward that drops the SYN leaves the browser
+// retrying for a minute or more. A failure before this is a refusal
+// (nothing listens, or the router rejects), reaching it a drop.
+const SIGNALING_MS = 5000;
+// The path picture's steps, in the order packets pass them (the ids of
+// api.PathStep); the page translates their labels.
+const PATH_ARGS = { ice: { p: 'ICE' }, dtls: { p: 'DTLS' }, 'rtp-in': { p: 'SRTP/RTP' }, 'rtp-out-audio': { p: 'SRTP/RTP' }, 'rtp-out-video': { p: 'SRTP/RTP' } };
+const PATH_STEPS = ['client', 'client-network', 'signaling', 'public', 'lease', 'ice', 'dtls', 'publisher', 'rtp-in', 'rtp-out-audio', 'rtp-out-video'];
 const TEST_ROOM_PREFIX = 'diagnostics-';
 
 // Technical names are passed as arguments so they stay untranslated data in
@@ -55,6 +64,30 @@ addMessages({
     'diag.signaling.ok': 'pinhole answered in {ms} ms.',
     'diag.signaling.fail': 'pinhole did not answer: {detail}',
     'diag.signaling.fix': 'Check the address, that pinhole runs, and any proxy or firewall in between.',
+
+    'diag.signaling.refused': 'The connection to pinhole was refused or failed at once ({ms} ms): {detail}',
+    'diag.signaling.timeout': 'No answer from pinhole within {s} s: the connection was dropped on the way.',
+    'diag.signaling.fixRefused': 'Nothing accepts connections at this address: check that pinhole runs and listens on the port ({flag}), and that the router\'s or {frp}\'s {tcp} forward points at this host and port.',
+    'diag.signaling.fixTimeout': 'The {tcp} connection is dropped on the way: add (or fix) the router\'s {tcp} port forward or the {frp} tcp proxy for this port to pinhole\'s host, and open the port in the firewall or cloud security group.',
+
+    'diag.path.title': 'Path',
+    'diag.path.lead': 'Each hop a session needs, from the client to pinhole and back: green when reached (with the time after the offer), red where it broke, grey when not reached.',
+    'diag.path.broken': 'broken here',
+    'diag.path.verdictId': 'Verdict',
+    'diag.path.atHop': 'at hop',
+    'diag.path.evidence': 'Evidence',
+    'diag.path.history': 'Verdict history',
+    'diag.path.client': 'Client',
+    'diag.path.client-network': 'Client\'s network',
+    'diag.path.signaling': 'Signaling',
+    'diag.path.public': 'Router or tunnel',
+    'diag.path.lease': 'pinhole\'s leased port',
+    'diag.path.ice': '{p}',
+    'diag.path.dtls': '{p}',
+    'diag.path.publisher': 'Publisher in the room',
+    'diag.path.rtp-in': '{p} in',
+    'diag.path.rtp-out-audio': '{p} out: audio',
+    'diag.path.rtp-out-video': '{p} out: video',
 
     'diag.room.title': 'Join a room and see the others',
     'diag.room.lead': 'The room exists and lists its publishers and viewers.',
@@ -148,6 +181,30 @@ addMessages({
     'diag.signaling.ok': 'pinhole 在 {ms} 毫秒内响应。',
     'diag.signaling.fail': 'pinhole 没有响应：{detail}',
     'diag.signaling.fix': '请检查地址、pinhole 是否在运行，以及中间的代理或防火墙。',
+
+    'diag.signaling.refused': '到 pinhole 的连接被拒绝或立即失败（{ms} 毫秒）：{detail}',
+    'diag.signaling.timeout': '{s} 秒内 pinhole 没有响应：连接在途中被丢弃。',
+    'diag.signaling.fixRefused': '此地址没有程序接受连接：请检查 pinhole 是否在运行并监听该端口（{flag}），以及路由器或 {frp} 的 {tcp} 转发是否指向本机和该端口。',
+    'diag.signaling.fixTimeout': '{tcp} 连接在途中被丢弃：请为该端口添加（或修正）路由器的 {tcp} 端口转发或 {frp} 的 {tcp} 代理，指向 pinhole 所在主机，并在防火墙或云安全组中放行该端口。',
+
+    'diag.path.title': '路径',
+    'diag.path.lead': '会话从客户端到 pinhole 再返回所需的每一环：已到达为绿色（附收到请求后的时间），中断处为红色，未到达为灰色。',
+    'diag.path.broken': '在此中断',
+    'diag.path.verdictId': '结论',
+    'diag.path.atHop': '环节',
+    'diag.path.evidence': '证据',
+    'diag.path.history': '结论变化',
+    'diag.path.client': '客户端',
+    'diag.path.client-network': '客户端网络',
+    'diag.path.signaling': '信令',
+    'diag.path.public': '路由器或隧道',
+    'diag.path.lease': 'pinhole 租用的端口',
+    'diag.path.ice': '{p}',
+    'diag.path.dtls': '{p}',
+    'diag.path.publisher': '房间中的发布者',
+    'diag.path.rtp-in': '{p} 入',
+    'diag.path.rtp-out-audio': '{p} 出：音频',
+    'diag.path.rtp-out-video': '{p} 出：视频',
 
     'diag.room.title': '加入房间并看到其他人',
     'diag.room.lead': '房间存在，并列出其中的发布者和观看者。',
@@ -247,7 +304,42 @@ export function mount(root, ctx) {
 
 /** Result of one check: a status, a translated line with data arguments, details (data), a fix. */
 function result(status, key, args, extra = {}) {
-  return { status, key, args, details: extra.details || [], fix: extra.fix || '', fixKey: extra.fixKey || '', fixArgs: extra.fixArgs, data: extra.data };
+  return { status, key, args, details: extra.details || [], fix: extra.fix || '', fixKey: extra.fixKey || '', fixArgs: extra.fixArgs, data: extra.data, verdict: extra.verdict };
+}
+
+// clientPath is the path picture of a check this page ran itself: the
+// browser reached, the step that failed red, the rest not reached.
+function clientPath(brokenId, verdictId) {
+  const steps = [];
+  let past = false;
+  for (const id of ['client', 'client-network', 'signaling', 'public', 'lease', 'ice', 'dtls']) {
+    const broken = id === brokenId;
+    steps.push({ id, status: broken ? 'fail' : past ? 'skipped' : 'ok', broken, label: '', detail: '' });
+    past = past || broken;
+  }
+  return renderPath(steps, { id: verdictId, hop: brokenId });
+}
+
+// renderPath draws the hops as a line of boxes: green with the time each
+// was reached, red where it broke (pointed at, its fix beside it), grey
+// when not reached. steps are api.PathStep (server) or clientPath's.
+function renderPath(steps, verdict) {
+  const known = new Set(PATH_STEPS);
+  const list = h('ol', { class: 'diag-path', dataset: { verdict: verdict ? verdict.id || '' : '' } },
+    steps.map((st) => {
+      const at = st.since_start_ms != null ? h('span', { class: 'diag-path-time', v: `+${Math.round(st.since_start_ms)} ms` }) : null;
+      return h('li', { class: st.broken ? 'diag-step broken' : 'diag-step', dataset: { step: st.id, status: st.status, hop: st.hop || '' },
+        'aria-current': st.broken ? 'step' : null },
+        h('span', { class: 'diag-step-name', i18n: known.has(st.id) ? `diag.path.${st.id}` : null, args: PATH_ARGS[st.id], v: known.has(st.id) ? null : st.id }),
+        st.label ? h('span', { class: 'diag-step-label', v: st.label }) : null,
+        badge(st.status), at,
+        st.broken ? h('span', { class: 'diag-step-pointer', i18n: 'diag.path.broken' }) : null);
+    }));
+  const brokenStep = steps.find((st) => st.broken);
+  const fix = brokenStep && brokenStep.fix
+    ? h('p', { class: 'diag-path-fix' }, tr('diag.fix', null, 'span', { class: 'diag-fix' }), ' ', h('span', { v: brokenStep.fix }))
+    : null;
+  return h('div', { class: 'diag-path-wrap' }, h('p', {}, tr('diag.path.title', null, 'strong')), list, fix);
 }
 
 class DiagPage {
@@ -374,6 +466,7 @@ class DiagPage {
       return;
     }
     out.dataset.status = r.status;
+    out.dataset.verdict = r.verdict ? r.verdict.id : '';
     const parts = [h('p', {}, badge(r.status), tr(r.key, r.args))];
     if (r.details && r.details.length) parts.push(h('ul', {}, r.details.map((d) => (d instanceof Node ? h('li', {}, d) : h('li', { v: d })))));
     if (r.fixKey) parts.push(h('p', {}, tr('diag.fix', null, 'span', { class: 'diag-fix' }), ' ', tr(r.fixKey, r.fixArgs)));
@@ -384,14 +477,31 @@ class DiagPage {
 
   // ------------------------------------------------------------ checks
 
+  // check_signaling fetches /healthz with a timeout of its own, so that a
+  // dropped TCP forward (timeout) is told from a refused one (fails fast).
   async check_signaling() {
     const t0 = performance.now();
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), SIGNALING_MS);
+    let res;
     try {
-      await request('GET', '/docs');
-      await getJSON('/healthz');
+      res = await fetch('/healthz', { cache: 'no-store', signal: ctl.signal });
     } catch (err) {
-      const detail = err instanceof ApiError ? (err.status ? `HTTP ${err.status}` : err.problem.title || 'network error') : String(err);
-      return result('fail', 'diag.signaling.fail', { detail }, { fixKey: 'diag.signaling.fix' });
+      const ms = Math.round(performance.now() - t0);
+      const path = (id) => clientPath('signaling', id);
+      if (ctl.signal.aborted) {
+        return result('fail', 'diag.signaling.timeout', { s: SIGNALING_MS / 1000 }, {
+          fixKey: 'diag.signaling.fixTimeout', fixArgs: { tcp: 'TCP', frp: 'FRP' }, data: path('signaling-timeout'),
+          verdict: { id: 'signaling-timeout', hop: 'signaling' } });
+      }
+      return result('fail', 'diag.signaling.refused', { ms, detail: String(err && err.message ? err.message : err) }, {
+        fixKey: 'diag.signaling.fixRefused', fixArgs: { flag: '--http-addr', tcp: 'TCP', frp: 'FRP' }, data: path('signaling-refused'),
+        verdict: { id: 'signaling-refused', hop: 'signaling' } });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      return result('fail', 'diag.signaling.fail', { detail: `HTTP ${res.status}` }, { fixKey: 'diag.signaling.fix' });
     }
     return result('ok', 'diag.signaling.ok', { ms: Math.round(performance.now() - t0) });
   }
@@ -572,8 +682,9 @@ class DiagPage {
     }
     if (res.session_id && res.diagnosis) this.sessions[res.session_id] = res.diagnosis;
     const details = [res.summary];
-    if (res.status === 'ok') return result('ok', 'diag.self.ok', { target: res.target, ms: Math.round(res.connect_ms || 0) }, { details });
-    return result('fail', 'diag.self.fail', { target: res.target || '?' }, { details, fix: res.fix || '' });
+    const data = res.diagnosis && res.diagnosis.path ? renderPath(res.diagnosis.path, res.diagnosis.verdict) : null;
+    if (res.status === 'ok') return result('ok', 'diag.self.ok', { target: res.target, ms: Math.round(res.connect_ms || 0) }, { details, data });
+    return result('fail', 'diag.self.fail', { target: res.target || '?' }, { details, fix: res.fix || '', data });
   }
 
   // ------------------------------------------------------------ log, verdict, report
@@ -619,16 +730,23 @@ class DiagPage {
 
   renderSession(d) {
     const v = d.verdict;
+    const headline = v.headline || v.summary;
     // Built with h() so that a missing fix (null) is skipped, not printed.
-    this.sessionOut.replaceChildren(h('div', {},
+    this.sessionOut.replaceChildren(h('div', { class: 'diag-session', dataset: { verdict: v.id || v.code, hop: v.hop || '' } },
       h('h3', { i18n: 'diag.session.title', args: { id: d.session_id.slice(0, 8) } }),
-      h('p', { class: 'diag-session-verdict', dataset: { status: v.status } }, badge(v.status), h('span', { v: v.summary })),
+      h('p', { class: 'diag-session-verdict', dataset: { status: v.status } }, badge(v.status), h('span', { v: headline })),
+      h('p', { class: 'muted diag-verdict-id' }, tr('diag.path.verdictId'), ' ', h('code', { v: v.id || v.code }), ' ', tr('diag.path.atHop'), ' ', h('code', { v: v.hop || '-' })),
       v.fix ? h('p', {}, tr('diag.fix', null, 'span', { class: 'diag-fix' }), ' ', h('span', { v: v.fix })) : null,
+      d.path && d.path.length ? renderPath(d.path, v) : null,
+      v.evidence && v.evidence.length ? h('div', {}, h('p', {}, tr('diag.path.evidence', null, 'strong')),
+        h('ul', { class: 'diag-evidence' }, v.evidence.map((e) => h('li', { v: e })))) : null,
+      d.verdict_history && d.verdict_history.length ? h('div', {}, h('p', {}, tr('diag.path.history', null, 'strong')),
+        h('ul', { class: 'diag-history' }, d.verdict_history.map((c) => h('li', { v: `+${Math.round(c.since_start_ms)} ms ${c.id} (${c.status}${c.hop ? `, ${c.hop}` : ''}): ${c.headline}` })))) : null,
       h('p', {}, tr('diag.session.hops', null, 'strong')),
       h('ul', { class: 'diag-hops' }, d.hops.map((hp) => h('li', {}, badge(hp.status), h('span', { v: hp.name })))),
       h('p', {}, tr('diag.session.timeline', null, 'strong')),
       h('div', { class: 'table-wrap' }, h('table', { class: 'diag-table' }, h('tbody', {},
-        d.timeline.map((e) => h('tr', {}, h('td', { v: `+${Math.round(e.since_start_ms)} ms` }), h('td', { v: e.kind }), h('td', { v: e.detail || '' }))))))));
+        d.timeline.map((e) => h('tr', { dataset: { kind: e.kind } }, h('td', { v: `+${Math.round(e.since_start_ms)} ms` }), h('td', { v: e.kind }), h('td', { v: e.detail || '' }))))))));
   }
 
   renderVerdict() {

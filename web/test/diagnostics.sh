@@ -14,6 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 http_port=18081
 udp_ports=10121-10125
+broken_http_port=18082
+broken_udp_ports=10126-10127
 turn_addr=127.0.0.1:3478
 turn_user=pinhole
 turn_pass=secret
@@ -54,12 +56,21 @@ ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$http_port" --udp-port
 	--admin-token "$admin_token" --ice-servers "stun:$turn_addr,turn:$turn_user:$turn_pass@$turn_addr?transport=udp" >"$tmp/pinhole.log" 2>&1 &
 pids+=($!)
 
-ready=""
-for _ in $(seq 100); do
-	if ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$http_port" 2>/dev/null; then ready=1; break; fi
-	sleep 0.1
+# A second pinhole advertising an address nobody reaches (a documentation
+# address; with only lo up the browser's checks to it fail at once): the
+# path picture of its sessions shows the broken mapping (diagpath.test.mjs).
+ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$broken_http_port" --udp-ports "$broken_udp_ports" --public-ip 198.51.100.1 \
+	--setup-timeout 8s >"$tmp/pinhole-broken.log" 2>&1 &
+pids+=($!)
+
+for port in "$http_port" "$broken_http_port"; do
+	ready=""
+	for _ in $(seq 100); do
+		if ip netns exec "$ns" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then ready=1; break; fi
+		sleep 0.1
+	done
+	[[ -n "$ready" ]] || { echo "FAIL: pinhole on $port did not start"; exit 1; }
 done
-[[ -n "$ready" ]] || { echo "FAIL: pinhole did not start"; exit 1; }
 
 mkdir -p "$here/artifacts"
 set +e
@@ -68,6 +79,10 @@ ip netns exec "$ns" env PINHOLE_URL="http://127.0.0.1:$http_port" PINHOLE_TURN="
 	PINHOLE_ARTIFACTS="$here/artifacts" \
 	HOME="$tmp" node "$here/diagnostics.test.mjs"
 rc=$?
+echo "=== diagpath.test.mjs"
+ip netns exec "$ns" env PINHOLE_BROKEN_URL="http://127.0.0.1:$broken_http_port" PINHOLE_TURN="$turn_addr" PINHOLE_ARTIFACTS="$here/artifacts" \
+	HOME="$tmp" node "$here/diagpath.test.mjs" || rc=1
 set -e
 cp "$tmp/pinhole.log" "$here/artifacts/pinhole-diagnostics.log" 2>/dev/null || true
+cp "$tmp/pinhole-broken.log" "$here/artifacts/pinhole-broken.log" 2>/dev/null || true
 exit $rc
