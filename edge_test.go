@@ -37,7 +37,7 @@ func startRun(t *testing.T, cfg Config) string {
 
 // whipVia POSTs the canned OBS offer over a connection of its own that
 // starts with header (a PROXY protocol line, or nothing) and returns the
-// status.
+// status, or 0 when pinhole closed the connection without an answer.
 func whipVia(t *testing.T, addr, header string, offer []byte) int {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -50,7 +50,7 @@ func whipVia(t *testing.T, addr, header string, offer []byte) int {
 		header, addr, len(offer), offer)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		t.Fatalf("answer: %v", err)
+		return 0
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
@@ -80,8 +80,8 @@ func TestProxyProtocolLimitsPerClient(t *testing.T) {
 	}
 	// frpc must announce its clients: a connection from the upstream
 	// without a header is not served as if it were one.
-	if got := whipVia(t, addr, "", nil); got == http.StatusCreated {
-		t.Fatalf("a connection without the PROXY header was served: %d", got)
+	if got := whipVia(t, addr, "", offer); got != 0 {
+		t.Fatalf("a connection without the PROXY header was answered: %d", got)
 	}
 }
 

@@ -227,6 +227,7 @@ func TestConformance(t *testing.T) {
 	e := newEnv(t, withPublicPorts(), withConfig(func(c *handlers.Config) {
 		c.ICEServers = []api.ICEServer{{URL: "stun:stun.example.org:3478"},
 			{URL: "turn:turn.example.org:3478", Username: "alice", Credential: "p@ss,w;rd"}}
+		c.ShareICECredentials = true // static TURN credentials are handed out only when the operator says so
 	}))
 	ctx := testCtx(t)
 	if _, err := e.store.CreateRoom(context.Background(), store.Room{Name: "secure", PublishToken: "pub-secret-1", ViewToken: "view-secret-1"}, 0); err != nil {

@@ -166,11 +166,14 @@ func (s *Server) handleRoomDelete(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	const reason = "room deleted"
-	s.engine.CloseRoom(room.Name, reason)
+	// The live records are read before the engine closes them, so each is
+	// closed with this reason even if the engine's own events (the peer
+	// connection's "closed" state) are recorded first.
 	live, err := s.store.ListSessions(ctx, store.SessionFilter{Room: room.Name})
 	if err != nil {
 		return err
 	}
+	s.engine.CloseRoom(room.Name, reason)
 	for _, sess := range live {
 		if err := s.closeSession(ctx, sess.ID, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err

@@ -15,7 +15,6 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/transport/v5/test"
 	"github.com/pion/webrtc/v4"
-	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/pinhole-rtc/pinhole/internal/testnet"
 	"github.com/pinhole-rtc/pinhole/media"
@@ -652,10 +651,10 @@ func TestKeyframeRequests(t *testing.T) {
 	}
 }
 
-// A publisher sending two video tracks gets the first forwarded and the
-// second ignored (noted in its timeline): viewers have one video sink, and
-// two streams interleaved into it would decode as neither.
-func TestSecondVideoTrackIgnored(t *testing.T) {
+// A publisher offering two video tracks is refused with 422, never given a
+// partial answer (RFC 9725 section 4.5.2): viewers have one video sink, and
+// silently draining the second track would lose it without a word.
+func TestSecondVideoTrackRefused(t *testing.T) {
 	f := newEngine(t, 2, nil)
 	p := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8"})
 	extra, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "extra", "extra")
@@ -665,30 +664,15 @@ func TestSecondVideoTrackIgnored(t *testing.T) {
 	if _, err := p.PeerConnection().AddTrack(extra); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := f.negotiate(t, "r", p)
-	p.Start()
-	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{Video: true})
-	waitMedia(t, v, 5, 0) // the clip's track arrives first: it is the one forwarded
-	// Now the second track starts: frames that are not the clip's.
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		frame := []byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x00, 0x00}
-		for i := 0; i < 150; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(33 * time.Millisecond):
-			}
-			_ = extra.WriteSample(pionmedia.Sample{Data: frame, Duration: 33 * time.Millisecond})
-		}
-	}()
-	defer func() { close(stop); <-done }()
-	f.rec.waitFor(t, "track-ignored", func(ev media.Event) bool { return ev.SessionID == id && ev.Name == "track-ignored" })
-	before := v.Stats()
-	waitMedia(t, v, int(before.VideoFrames)+30, 0)
-	if st := v.Stats(); st.Gaps != before.Gaps {
-		t.Fatalf("viewer stream broke %d times once the second track started", st.Gaps-before.Gaps)
+	offer, err := p.Offer(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.e.Publish(context.Background(), media.SessionRequest{ID: "second-video", Room: "r", Offer: offer, TrustLocalCandidates: true})
+	if !errors.Is(err, media.ErrUnsupportedTracks) || !strings.Contains(err.Error(), "second video") {
+		t.Fatalf("two video tracks: %v, want ErrUnsupportedTracks naming the second", err)
+	}
+	if free, total := f.e.Capacity(); free != total {
+		t.Fatalf("a refused offer kept a lease: %d of %d free", free, total)
 	}
 }

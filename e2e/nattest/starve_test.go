@@ -70,27 +70,27 @@ func TestDeadOffersBehindNAT(t *testing.T) {
 	srv := startStarveHelper(t, tp.host, bin, "server")
 	var ready struct{ Ready bool }
 	if err := srv.read(&ready); err != nil || !ready.Ready {
-		t.Fatalf("server did not start: %v\n%s", err, srv.stderr.String())
+		t.Fatalf("server did not start: %v\n%s", err, srv.logText())
 	}
 	atk := startStarveHelper(t, tp.attacker, bin, "attacker")
 	var started struct{ Started bool }
 	if err := atk.read(&started); err != nil || !started.Started {
-		t.Fatalf("attacker did not get going: %v\n%s", err, atk.stderr.String())
+		t.Fatalf("attacker did not get going: %v\n%s", err, atk.logText())
 	}
 	cl := startStarveHelper(t, tp.client, bin, "client")
 	var res legitResult
 	if err := cl.read(&res); err != nil {
-		t.Fatalf("client: %v\n%s", err, cl.stderr.String())
+		t.Fatalf("client: %v\n%s", err, cl.logText())
 	}
 	var atkRes attackResult
 	if err := atk.read(&atkRes); err != nil {
-		t.Fatalf("attacker: %v\n%s", err, atk.stderr.String())
+		t.Fatalf("attacker: %v\n%s", err, atk.logText())
 	}
 	t.Logf("attacker: %+v", atkRes)
 	t.Logf("client: %+v", res)
 	if res.Error != "" {
 		t.Fatalf("the client at %s was not served while the attacker posted dead offers: %s\nserver log:\n%s",
-			legitIP, res.Error, lastLines(srv.stderr.Bytes(), 30))
+			legitIP, res.Error, lastLines([]byte(srv.logText()), 30))
 	}
 	if !res.StillConnected || res.FramesAfter <= res.Frames {
 		t.Fatalf("the client's sessions did not keep their media through the attack: %+v", res)
@@ -98,7 +98,7 @@ func TestDeadOffersBehindNAT(t *testing.T) {
 	if atkRes.Answered == 0 {
 		t.Fatalf("the attacker's offers were never answered: the test attacked nothing (%+v)", atkRes)
 	}
-	if !strings.Contains(srv.stderr.String(), "preempting unproven session") {
+	if !strings.Contains(srv.logText(), "preempting unproven session") {
 		t.Fatal("no dead session was preempted")
 	}
 }
@@ -159,6 +159,7 @@ type starveHelper struct {
 	in     io.WriteCloser
 	out    *bufio.Scanner
 	stderr *bytes.Buffer
+	lw     *lockedWriter // writes stderr; logText reads it under the same lock
 }
 
 func (h *starveHelper) read(v any) error {
@@ -184,7 +185,8 @@ func startStarveHelper(t *testing.T, ns, bin, which string) *starveHelper {
 	// exactly the process started here.
 	cmd.WaitDelay = 5 * time.Second
 	h := &starveHelper{stderr: &bytes.Buffer{}}
-	cmd.Stderr = &lockedWriter{w: h.stderr}
+	h.lw = &lockedWriter{w: h.stderr}
+	cmd.Stderr = h.lw
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +212,7 @@ func startStarveHelper(t *testing.T, ns, bin, which string) *starveHelper {
 		}
 		cancel()
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", which, lastLines(h.stderr.Bytes(), 40))
+			t.Logf("%s stderr:\n%s", which, lastLines([]byte(h.logText()), 40))
 		}
 	})
 	return h
@@ -394,3 +396,11 @@ type offerOnce struct {
 }
 
 func (o offerOnce) Offer(context.Context) (string, error) { return o.sdp, nil }
+
+// logText is what the helper wrote to stderr so far; the process may
+// still be writing, so it is read under the writer's lock.
+func (h *starveHelper) logText() string {
+	h.lw.mu.Lock()
+	defer h.lw.mu.Unlock()
+	return h.stderr.String()
+}

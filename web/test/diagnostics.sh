@@ -60,7 +60,7 @@ pids+=($!)
 # address; with only lo up the browser's checks to it fail at once): the
 # path picture of its sessions shows the broken mapping (diagpath.test.mjs).
 ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$broken_http_port" --udp-ports "$broken_udp_ports" --public-ip 198.51.100.1 \
-	--setup-timeout 8s >"$tmp/pinhole-broken.log" 2>&1 &
+	--setup-timeout 8s --state-dir "$tmp/state-broken" >"$tmp/pinhole-broken.log" 2>&1 &
 pids+=($!)
 
 for port in "$http_port" "$broken_http_port"; do

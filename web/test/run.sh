@@ -19,10 +19,13 @@ udp_ports=10111-10115
 admin_token=web-test-admin-token
 bad_http_port=18090
 bad_udp_ports=10131-10132
+https_port=18443
+https_udp_ports=10141-10142
 ns="pinhole-web-$$"
 tmp=$(mktemp -d)
 pid=""
 bad_pid=""
+https_pid=""
 ns_made=""
 
 # shellcheck source=lib.sh
@@ -30,7 +33,7 @@ source "$here/lib.sh"
 
 cleanup() {
 	status=$?
-	stop "$pid" "$bad_pid"
+	stop "$pid" "$bad_pid" "$https_pid"
 	if [[ -n "$ns_made" ]]; then ip netns del "$ns" 2>/dev/null || true; fi
 	if [[ $status -ne 0 && -f "$tmp/pinhole.log" ]]; then
 		echo "--- last lines of pinhole.log ---"
@@ -59,8 +62,13 @@ pid=$!
 # address; with only lo up the browser's checks to it fail at once) and a
 # short setup timeout: the room page must say "connection failed".
 ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$bad_http_port" --udp-ports "$bad_udp_ports" \
-	--public-ip 198.51.100.1 --setup-timeout 5s >"$tmp/pinhole-unreachable.log" 2>&1 &
+	--public-ip 198.51.100.1 --setup-timeout 5s --state-dir "$tmp/state-unreachable" >"$tmp/pinhole-unreachable.log" 2>&1 &
 bad_pid=$!
+# A third one over HTTPS with a certificate of its own making: the browser
+# trusts it by the SPKI fingerprint pinhole logs (https.test.mjs).
+ip netns exec "$ns" "$tmp/pinhole" --http-addr "127.0.0.1:$https_port" --udp-ports "$https_udp_ports" \
+	--public-ip 127.0.0.1 --tls-self-signed --state-dir "$tmp/state-https" >"$tmp/pinhole-https.log" 2>&1 &
+https_pid=$!
 
 rm -rf "$here/artifacts"
 mkdir -p "$here/artifacts"
@@ -73,6 +81,16 @@ if ! kill -0 "$pid" 2>/dev/null; then
 	echo "FAIL: pinhole exited during the test"
 	rc=1
 fi
+echo "=== https.test.mjs"
+spki=""
+for _ in $(seq 100); do
+	# slog quotes the value when it ends in base64 padding.
+	spki=$(sed -n 's/.*spki_sha256="\{0,1\}\([^" ]*\).*/\1/p' "$tmp/pinhole-https.log" | head -n 1)
+	[[ -n "$spki" ]] && break
+	sleep 0.1
+done
+ip netns exec "$ns" env PINHOLE_HTTPS_URL="https://127.0.0.1:$https_port" PINHOLE_SPKI="$spki" HOME="$tmp" \
+	node "$here/https.test.mjs" || rc=1
 if [[ -x "$here/diagnostics.sh" ]]; then
 	echo "=== diagnostics.sh"
 	"$here/diagnostics.sh" || rc=1
