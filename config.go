@@ -90,6 +90,18 @@ type flagSpec struct {
 	set              func(cfg *Config, v string) error
 }
 
+// isBool reports whether the flag is a switch (its default is true or
+// false): it may then stand alone, --tls-self-signed meaning =true.
+func (f flagSpec) isBool() bool { return f.def == "true" || f.def == "false" }
+
+// boolValue is a bool flag's value as text, so that a bare --flag works
+// and the value still goes through the flag's own parser.
+type boolValue struct{ v string }
+
+func (b *boolValue) String() string     { return b.v }
+func (b *boolValue) Set(v string) error { b.v = v; return nil }
+func (b *boolValue) IsBoolFlag() bool   { return true }
+
 // flagSpecs lists every flag. Each has the environment twin
 // PINHOLE_<NAME> (upper case, '-' as '_'); a flag on the command line wins.
 var flagSpecs = append([]flagSpec{
@@ -234,6 +246,12 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.SetOutput(io.Discard)
 	values := map[string]*string{}
 	for _, f := range flagSpecs {
+		if f.isBool() {
+			b := &boolValue{}
+			fs.Var(b, f.name, "")
+			values[f.name] = &b.v
+			continue
+		}
 		values[f.name] = fs.String(f.name, "", "")
 	}
 	fs.Usage = func() {}
@@ -245,6 +263,15 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
+		// "--auto-create-rooms false": a switch takes its value after "=".
+		if i := len(args) - fs.NArg(); i > 0 {
+			prev := strings.TrimLeft(args[i-1], "-")
+			for _, f := range flagSpecs {
+				if f.name == prev && f.isBool() {
+					return cfg, fmt.Errorf("--%s is a switch: write --%s=%s (a bare --%s means true)", f.name, f.name, fs.Arg(0), f.name)
+				}
+			}
+		}
 		return cfg, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
 	}
 	given := map[string]bool{}

@@ -249,3 +249,18 @@ func TestHugeHeadersRefused(t *testing.T) {
 		t.Fatalf("normal request after: %v %v", resp, err)
 	}
 }
+
+// A switch may stand alone on the command line, as the README writes it,
+// and still takes an explicit value.
+func TestBareBoolFlags(t *testing.T) {
+	cfg, err := parseConfig([]string{"--tls-self-signed", "--insecure-open-api", "--ice-tcp=false", "--state-dir", "/tmp/x"}, env(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.TLSSelfSigned || !cfg.OpenAPI || cfg.ICETCP || cfg.StateDir != "/tmp/x" {
+		t.Fatalf("%+v", cfg)
+	}
+	if _, err := parseConfig([]string{"--proxy-protocol=maybe"}, env(), io.Discard); err == nil || !strings.Contains(err.Error(), "--proxy-protocol") {
+		t.Fatalf("a bad switch value: %v", err)
+	}
+}

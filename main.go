@@ -16,7 +16,7 @@
 //	@securityDefinitions.apikey	AdminToken
 //	@in							header
 //	@name						Authorization
-//	@description				"Bearer <admin token>" (--admin-token) for the management routes: create and delete rooms, end sessions, diagnostics probes.
+//	@description				"Bearer <admin token>" (--admin-token, or the one pinhole makes and keeps under --state-dir) for the admin routes: session listings, rooms, ending sessions, the server report, probes, self-test, /metrics.
 package main
 
 import (
@@ -64,7 +64,7 @@ func main() {
 	}
 	if file != "" {
 		log.Info("admin token kept in "+file+" (readable by this user only); the web app takes it from the link", "file", file,
-			"link", fmt.Sprintf("http://localhost%s/#admin-token=%s", portOf(cfg.HTTPAddr), cfg.AdminToken))
+			"link", fmt.Sprintf("%s://localhost%s/#admin-token=%s", schemeOf(cfg), portOf(cfg.HTTPAddr), cfg.AdminToken))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -141,6 +141,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr stri
 	closeServer()
 	log.Info("stopped")
 	return nil
+}
+
+// schemeOf is how clients reach pinhole with cfg: https when it serves TLS.
+func schemeOf(cfg Config) string {
+	if cfg.TLSCert != "" || cfg.TLSSelfSigned {
+		return "https"
+	}
+	return "http"
 }
 
 // portOf is the ":port" of a listen address, for the link printed at start.

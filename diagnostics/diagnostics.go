@@ -303,6 +303,8 @@ func stunOutcome(r media.STUNResult) media.STUNResult {
 //	@Produce	json
 //	@Param		probes	query		bool	false	"probe the configured ICE servers (default true)"
 //	@Success	200		{object}	api.DiagnosticsReport
+//	@Security	AdminToken
+//	@Failure	401	{object}	api.Problem	"Admin token missing or wrong"
 //	@Router		/api/v1/diagnostics [get]
 func (d *Diagnostics) HandleReport(w http.ResponseWriter, r *http.Request) error {
 	probes := true

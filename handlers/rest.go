@@ -304,6 +304,8 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 //	@Param			role	query		string	false	"Role"	Enums(publisher,viewer)
 //	@Success		200		{object}	api.SessionList
 //	@Failure		400		{object}	api.Problem
+//	@Security		AdminToken
+//	@Failure		401		{object}	api.Problem	"Admin token missing or wrong: session ids and URLs are capabilities"
 //	@Router			/api/v1/sessions [get]
 func (s *Server) handleSessionList(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()

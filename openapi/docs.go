@@ -20,6 +20,11 @@ const docTemplate = `{
     "paths": {
         "/api/v1/diagnostics": {
             "get": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "produces": [
                     "application/json"
                 ],
@@ -40,6 +45,12 @@ const docTemplate = `{
                         "description": "OK",
                         "schema": {
                             "$ref": "#/definitions/api.DiagnosticsReport"
+                        }
+                    },
+                    "401": {
+                        "description": "Admin token missing or wrong",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
                         }
                     }
                 }
@@ -567,6 +578,11 @@ const docTemplate = `{
         },
         "/api/v1/sessions": {
             "get": {
+                "security": [
+                    {
+                        "AdminToken": []
+                    }
+                ],
                 "description": "Live sessions by default; state=closed lists ended ones still retained.",
                 "produces": [
                     "application/json"
@@ -616,6 +632,12 @@ const docTemplate = `{
                     },
                     "400": {
                         "description": "Bad Request",
+                        "schema": {
+                            "$ref": "#/definitions/api.Problem"
+                        }
+                    },
+                    "401": {
+                        "description": "Admin token missing or wrong: session ids and URLs are capabilities",
                         "schema": {
                             "$ref": "#/definitions/api.Problem"
                         }
@@ -2807,7 +2829,7 @@ const docTemplate = `{
     },
     "securityDefinitions": {
         "AdminToken": {
-            "description": "\"Bearer \u003cadmin token\u003e\" (--admin-token) for the management routes: create and delete rooms, end sessions, diagnostics probes.",
+            "description": "\"Bearer \u003cadmin token\u003e\" (--admin-token, or the one pinhole makes and keeps under --state-dir) for the admin routes: session listings, rooms, ending sessions, the server report, probes, self-test, /metrics.",
             "type": "apiKey",
             "name": "Authorization",
             "in": "header"

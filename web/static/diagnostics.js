@@ -17,7 +17,7 @@
 // Server texts (what was seen, fixes) are data: shown as sent, in English.
 import { h, tr, setTitle, fmtClock } from './dom.js';
 import { addMessages } from './i18n.js';
-import { request, getJSON, enc, ApiError } from './api.js';
+import { request, getJSON, enc, ApiError, adminToken } from './api.js';
 import { waitGathering, sessionIdFrom } from './rtc.js';
 
 // The manual checklist's numbers: a STUN server that has not answered in
@@ -137,6 +137,7 @@ addMessages({
     'diag.self.fail': 'No media through {target}.',
     'diag.self.token': 'Admin token (if the server requires one)',
     'diag.self.needsToken': 'This server requires the admin token for the self-test: enter it above.',
+    'diag.server.needsToken': 'The server report is for the admin: enter the admin token above (pinhole logs where it keeps it at start).',
 
     'diag.log.title': '{p} candidate log',
     'diag.log.lead': 'Every candidate the tests on this page gathered, and every error.',
@@ -254,6 +255,7 @@ addMessages({
     'diag.self.fail': '没有媒体经由 {target} 传输。',
     'diag.self.token': '管理令牌（如果服务器要求）',
     'diag.self.needsToken': '此服务器的自检需要管理令牌：请在上方输入。',
+    'diag.server.needsToken': '服务器报告仅供管理员查看：请在上方输入管理令牌（pinhole 启动时会记录其保存位置）。',
 
     'diag.log.title': '{p} 候选地址日志',
     'diag.log.lead': '本页测试收集到的所有候选地址和所有错误。',
@@ -365,7 +367,10 @@ class DiagPage {
     this.turnIn = field('diag-turn-url', 'diag.turn.url', { p: N.turn }, { placeholder: 'turn:turn.example.org:3478?transport=udp' });
     this.turnUser = field('diag-turn-user', 'diag.turn.user', null);
     this.turnPass = field('diag-turn-pass', 'diag.turn.pass', null, { type: 'password' });
-    this.adminIn = field('diag-admin-token', 'diag.self.token', null, { type: 'password' });
+    this.adminIn = field('diag-admin-token', 'diag.self.token', null, { type: 'password', value: adminToken() });
+    // Kept for the tab: the server report and every other admin call of
+    // the app send it.
+    this.adminIn.input.addEventListener('input', () => adminToken(this.adminIn.input.value.trim()));
 
     const card = (id, leadArgs, ...body) => {
       const [titleKey, titleArgs] = TITLES[id];
@@ -419,7 +424,9 @@ class DiagPage {
     this.renderVerdict();
     // Prefill the STUN/TURN fields with the servers pinhole hands to its
     // clients (they are in the report, which lists them without probing).
-    try {
+    // The report is the admin's: without the token there is nothing to
+    // prefill from, and asking would only be refused.
+    if (adminToken()) try {
       const rep = await getJSON('/api/v1/diagnostics?probes=false');
       for (const c of rep.checks || []) {
         const m = /^ICE server ((stuns?|turns?):\S+)$/.exec(c.name || '');
@@ -591,6 +598,7 @@ class DiagPage {
   }
 
   async check_server() {
+    if (!adminToken()) return result('warn', 'diag.server.needsToken');
     const rep = await getJSON('/api/v1/diagnostics');
     this.serverReport = rep;
     const n = { ok: 0, warn: 0, fail: 0 };

@@ -119,7 +119,7 @@ export function mount(root, { params }) {
     const shown = parts.filter((p) => p.state !== 'closed')
       .sort((a, b) => (a.role === b.role ? a.since.localeCompare(b.since) : a.role === 'publisher' ? -1 : 1));
     partEmpty.hidden = shown.length > 0;
-    reconcile(partList, shown, (p) => p.id, (p) => h('li', { dataset: { session: p.id } },
+    reconcile(partList, shown, (p) => p.id, (p) => h('li', { dataset: { participant: p.id } },
       h('span', { class: `tag role-${p.role}`, i18n: `role.${p.role === 'publisher' ? 'publisher' : 'viewer'}` }),
       h('code', { class: 'id', title: p.id, v: p.user_id || shortId(p.id) }),
       h('span', { class: 'tag you', i18n: 'part.you', hidden: true }),

@@ -7,12 +7,16 @@ export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 // chromiumArgs: headless, and nothing that reaches for the network on its
 // own (the closed network refuses background connections, many at a time),
-// plus the caller's flags.
+// plus the caller's flags. The pages of one test stand for people on
+// different machines, each looking at their own: a page behind another tab
+// is not throttled (timers once a second, no frames rendered), which would
+// measure Chromium's tab scheduling instead of pinhole.
 export function chromiumArgs(...extra) {
   return [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     '--autoplay-policy=no-user-gesture-required',
+    '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows',
     ...extra,
   ];
 }

@@ -258,13 +258,20 @@ async function run(context) {
     await shot(b, 'room-viewer');
   });
 
-  await step('page B lists A among the participants as publisher', async () => {
+  await step('page B lists A among the participants as publisher, by its public id only', async () => {
     check(aSession, 'no session for A');
-    const li = b.locator(`.participants li[data-session="${aSession}"]`);
+    // A's participant id, as anyone may read it; the session id (the
+    // secret in A's session URL) is never on B's page.
+    const list = await (await fetch(`${BASE}/api/v1/rooms/${ROOM}/participants`)).json();
+    const aPart = (list.participants.find((p) => p.role === 'publisher') || {}).id;
+    check(aPart && aPart !== aSession, `participant id ${aPart} for session ${aSession}`);
+    check(!JSON.stringify(list).includes(aSession), 'the participant list shows a session id');
+    const li = b.locator(`.participants li[data-participant="${aPart}"]`);
     await li.waitFor();
     check((await li.locator('.role-publisher').count()) === 1, 'A not shown as publisher');
+    check(!(await b.content()).includes(aSession), "B's page shows A's session id");
     // A sees itself marked "you".
-    await a.locator(`.participants li[data-session="${aSession}"] .you`).waitFor({ state: 'visible' });
+    await a.locator(`.participants li[data-participant="${aPart}"] .you`).waitFor({ state: 'visible' });
   });
 
   const ports = watch(await context.newPage(), 'ports');
