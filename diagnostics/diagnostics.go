@@ -86,6 +86,8 @@ type Diagnostics struct {
 	// policy says where probes may send: never this host's own networks
 	// unless --probe-allow says so, always the configured ICE servers.
 	policy *media.AddrPolicy
+	// ice caches the report's ICE-server probes.
+	ice iceChecks
 }
 
 // maxConcurrentProbes is how many STUN/TURN probes run at once; a person
@@ -170,10 +172,7 @@ func (d *Diagnostics) diagOpts() Options {
 //	@Router		/api/v1/diagnostics/stun [post]
 func (d *Diagnostics) HandleSTUN(w http.ResponseWriter, r *http.Request) error {
 	var req api.STUNProbeRequest
-	if err := api.DecodeJSON(w, r, d.validate, &req); err != nil {
-		return err
-	}
-	release, err := d.acquireProbe()
+	release, err := d.startProbe(w, r, &req)
 	if err != nil {
 		return err
 	}
@@ -198,10 +197,7 @@ func (d *Diagnostics) HandleSTUN(w http.ResponseWriter, r *http.Request) error {
 //	@Router		/api/v1/diagnostics/turn [post]
 func (d *Diagnostics) HandleTURN(w http.ResponseWriter, r *http.Request) error {
 	var req api.TURNProbeRequest
-	if err := api.DecodeJSON(w, r, d.validate, &req); err != nil {
-		return err
-	}
-	release, err := d.acquireProbe()
+	release, err := d.startProbe(w, r, &req)
 	if err != nil {
 		return err
 	}
@@ -219,6 +215,14 @@ func (d *Diagnostics) logProbe(r *http.Request, kind string, class media.ProbeCl
 	if cause != nil {
 		d.log.InfoContext(r.Context(), "probe failed", "kind", kind, "class", class, "err", cause)
 	}
+}
+
+// startProbe decodes a probe request into req and takes a probe slot.
+func (d *Diagnostics) startProbe(w http.ResponseWriter, r *http.Request, req any) (release func(), err error) {
+	if err := api.DecodeJSON(w, r, d.validate, req); err != nil {
+		return nil, err
+	}
+	return d.acquireProbe()
 }
 
 // acquireProbe takes a probe slot or answers 429.
@@ -334,7 +338,11 @@ func (d *Diagnostics) Report(ctx context.Context, probes bool) api.DiagnosticsRe
 	}
 	rep.Checks = append(rep.Checks, d.portRangeCheck())
 	rep.Checks = append(rep.Checks, d.portChecks()...)
-	rep.Checks = append(rep.Checks, d.iceServerChecks(ctx, probes)...)
+	if probes {
+		rep.Checks = append(rep.Checks, d.probedICEServers(ctx)...)
+	} else {
+		rep.Checks = append(rep.Checks, d.iceServerChecks(ctx, false)...)
+	}
 	rep.Status = api.StatusOK
 	for _, c := range rep.Checks {
 		rep.Status = worse(rep.Status, c.Status)
@@ -523,6 +531,56 @@ func short(id string) string {
 }
 
 // iceServerChecks probes every configured STUN/TURN server concurrently.
+// iceCheckTTL is how long probed ICE-server checks are reused: a TURN
+// allocation per report would let anyone who can read reports make pinhole
+// allocate on the operator's TURN server at will; a minute still shows a
+// fix within a minute of it being made.
+const iceCheckTTL = time.Minute
+
+// iceChecks is the last probed ICE-server result and the probe running.
+type iceChecks struct {
+	mu      sync.Mutex
+	at      time.Time
+	checks  []api.Check
+	running chan struct{} // closed when the probe in flight ends
+}
+
+// probedICEServers returns the ICE-server checks, probing at most once per
+// iceCheckTTL and never twice at once: concurrent reports wait for the one
+// probe in flight and share its result.
+func (d *Diagnostics) probedICEServers(ctx context.Context) []api.Check {
+	c := &d.ice
+	c.mu.Lock()
+	if c.checks != nil && time.Since(c.at) < iceCheckTTL {
+		out := slices.Clone(c.checks)
+		c.mu.Unlock()
+		return out
+	}
+	if c.running == nil {
+		c.running = make(chan struct{})
+		go func() {
+			// Detached from the request: a client that leaves does not
+			// cancel the probe the others wait for.
+			checks := d.iceServerChecks(context.WithoutCancel(ctx), true)
+			c.mu.Lock()
+			c.checks, c.at = checks, time.Now()
+			close(c.running)
+			c.running = nil
+			c.mu.Unlock()
+		}()
+	}
+	running := c.running
+	c.mu.Unlock()
+	select {
+	case <-running:
+	case <-ctx.Done():
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.checks)
+}
+
 func (d *Diagnostics) iceServerChecks(ctx context.Context, probes bool) []api.Check {
 	if len(d.cfg.ICEServers) == 0 {
 		return []api.Check{{ID: "ice-servers", Name: "ICE servers", Status: api.StatusWarn,

@@ -10,6 +10,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +62,15 @@ func newDiagEnv(t *testing.T, cfg diagnostics.Config) *diagEnv {
 // binding requests too) with one user.
 func startTestTURN(t *testing.T, user, pass string) string {
 	t.Helper()
+	addr, _ := startCountingTURN(t, user, pass)
+	return addr
+}
+
+// startCountingTURN is startTestTURN that also counts the authenticated
+// requests it answers (allocations and their refreshes).
+func startCountingTURN(t *testing.T, user, pass string) (string, *atomic.Int64) {
+	t.Helper()
+	var authed atomic.Int64
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +81,7 @@ func startTestTURN(t *testing.T, user, pass string) string {
 			if ra.Username != user {
 				return "", nil, false
 			}
+			authed.Add(1)
 			return user, turn.GenerateAuthKey(user, ra.Realm, pass), true
 		},
 		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: pc,
@@ -79,7 +91,7 @@ func startTestTURN(t *testing.T, user, pass string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	return pc.LocalAddr().String()
+	return pc.LocalAddr().String(), &authed
 }
 
 // decode returns a function that checks a 200 JSON answer and decodes it,
@@ -339,4 +351,34 @@ func metricValue(text, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// The report's ICE-server probes are shared and cached: ten reports at
+// once and another right after make one TURN allocation, not eleven, so
+// reading reports is no way to make pinhole hammer the operator's TURN
+// server.
+func TestReportProbesCollapsed(t *testing.T) {
+	turnAddr, authed := startCountingTURN(t, "alice", "secret")
+	e := newDiagEnv(t, diagnostics.Config{ICEServers: []api.ICEServer{{URL: "turn:" + turnAddr, Username: "alice", Credential: "secret"}}})
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, body := e.Do("GET", "/api/v1/diagnostics", "")
+			if resp.StatusCode != http.StatusOK || !strings.Contains(body, "allocated") {
+				t.Errorf("report: %d %s", resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	first := authed.Load()
+	if first == 0 {
+		t.Fatal("the TURN server was never probed")
+	}
+	_, _ = e.Do("GET", "/api/v1/diagnostics", "")
+	if n := authed.Load(); n != first {
+		t.Fatalf("a report within a minute probed again: %d authenticated requests, %d after the first reports", n, first)
+	}
+	t.Logf("10+1 reports: %d authenticated TURN requests (one allocation)", first)
 }

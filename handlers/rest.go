@@ -53,6 +53,17 @@ func (s *Server) getRoom(r *http.Request) (store.Room, error) {
 	return room, err
 }
 
+// roomWithLive returns the room of the request's path and its live
+// sessions.
+func (s *Server) roomWithLive(r *http.Request) (store.Room, []store.Session, error) {
+	room, err := s.getRoom(r)
+	if err != nil {
+		return store.Room{}, nil, err
+	}
+	live, err := s.store.ListSessions(r.Context(), store.SessionFilter{Room: room.Name})
+	return room, live, err
+}
+
 // handleRoomCreate creates a room.
 //
 //	@Summary		Create a room
@@ -137,11 +148,7 @@ func (s *Server) handleRoomList(w http.ResponseWriter, r *http.Request) error {
 //	@Failure	404		{object}	api.Problem
 //	@Router		/api/v1/rooms/{room} [get]
 func (s *Server) handleRoomGet(w http.ResponseWriter, r *http.Request) error {
-	room, err := s.getRoom(r)
-	if err != nil {
-		return err
-	}
-	live, err := s.store.ListSessions(r.Context(), store.SessionFilter{Room: room.Name})
+	room, live, err := s.roomWithLive(r)
 	if err != nil {
 		return err
 	}
@@ -197,11 +204,7 @@ func (s *Server) handleRoomDelete(w http.ResponseWriter, r *http.Request) error 
 //	@Failure		404		{object}	api.Problem
 //	@Router			/api/v1/rooms/{room}/participants [get]
 func (s *Server) handleParticipantList(w http.ResponseWriter, r *http.Request) error {
-	room, err := s.getRoom(r)
-	if err != nil {
-		return err
-	}
-	live, err := s.store.ListSessions(r.Context(), store.SessionFilter{Room: room.Name})
+	room, live, err := s.roomWithLive(r)
 	if err != nil {
 		return err
 	}
