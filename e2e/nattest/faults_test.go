@@ -292,27 +292,10 @@ func startTURN(t *testing.T, tp *topology, bin string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := helperCmd(ctx, tp.router, bin, "turn")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = in.Close() // the helper exits when its stdin ends
-		cancel()
-		_ = cmd.Wait()
-	})
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), protoPrefix) {
-			return
-		}
+	h := startHelper(t, "turn", cmd, cancel, 5*time.Second)
+	var ready any
+	if err := h.read(&ready); err == nil {
+		return
 	}
 	t.Fatal("the TURN server did not start")
 }

@@ -385,13 +385,10 @@ func helperCmd(ctx context.Context, ns, bin, role string, extra ...string) *exec
 	return cmd
 }
 
-// server is the pinhole helper process, driven line by line.
+// serverProc is the pinhole helper process, driven line by line.
 type serverProc struct {
-	cmd    *exec.Cmd
-	in     io.WriteCloser
-	out    *bufio.Scanner
-	stderr *bytes.Buffer
-	mu     sync.Mutex
+	*helperProc
+	mu sync.Mutex
 }
 
 func startServer(t *testing.T, tp *topology, bin string, public []int, extra ...string) *serverProc {
@@ -402,55 +399,12 @@ func startServer(t *testing.T, tp *topology, bin string, public []int, extra ...
 		ports = append(ports, strconv.Itoa(p))
 	}
 	cmd := helperCmd(ctx, tp.host, bin, "server", append([]string{"-nattest.public-ports=" + strings.Join(ports, ",")}, extra...)...)
-	s := &serverProc{cmd: cmd, stderr: &bytes.Buffer{}}
-	cmd.Stderr = &lockedWriter{w: s.stderr}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.in, s.out = in, bufio.NewScanner(outPipe)
-	s.out.Buffer(make([]byte, 1<<20), 1<<20)
-	t.Cleanup(func() {
-		_ = s.in.Close() // the helper exits when its stdin ends
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cancel()
-			<-done
-		}
-		cancel()
-		if t.Failed() {
-			t.Logf("server stderr:\n%s", s.stderr.String())
-		}
-	})
+	s := &serverProc{helperProc: startHelper(t, "server", cmd, cancel, 15*time.Second)}
 	var ready struct{ Ready bool }
 	if err := s.read(&ready); err != nil || !ready.Ready {
-		t.Fatalf("server did not start: %v\n%s", err, s.stderr.String())
+		t.Fatalf("server did not start: %v\n%s", err, s.logText())
 	}
 	return s
-}
-
-// read returns the next protocol line.
-func (s *serverProc) read(v any) error {
-	for s.out.Scan() {
-		line, ok := strings.CutPrefix(s.out.Text(), protoPrefix)
-		if ok {
-			return json.Unmarshal([]byte(line), v)
-		}
-	}
-	if err := s.out.Err(); err != nil {
-		return err
-	}
-	return io.EOF
 }
 
 // request is one command to the server helper.

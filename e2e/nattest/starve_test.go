@@ -16,10 +16,7 @@ package nattest
 // goes on.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -155,24 +152,7 @@ func newStarveTopology(t *testing.T, fw firewall) *starveTopology {
 }
 
 // starveHelper is one helper process, read line by line.
-type starveHelper struct {
-	in     io.WriteCloser
-	out    *bufio.Scanner
-	stderr *bytes.Buffer
-	lw     *lockedWriter // writes stderr; logText reads it under the same lock
-}
-
-func (h *starveHelper) read(v any) error {
-	for h.out.Scan() {
-		if line, ok := strings.CutPrefix(h.out.Text(), protoPrefix); ok {
-			return json.Unmarshal([]byte(line), v)
-		}
-	}
-	if err := h.out.Err(); err != nil {
-		return err
-	}
-	return io.EOF
-}
+type starveHelper = helperProc
 
 // startStarveHelper starts this test binary in ns as the given helper; it
 // ends when its stdin closes (at cleanup) or, bounded, when its context does.
@@ -184,38 +164,7 @@ func startStarveHelper(t *testing.T, ns, bin, which string) *starveHelper {
 	// ip netns exec replaces itself with the binary: Kill on cancel stops
 	// exactly the process started here.
 	cmd.WaitDelay = 5 * time.Second
-	h := &starveHelper{stderr: &bytes.Buffer{}}
-	h.lw = &lockedWriter{w: h.stderr}
-	cmd.Stderr = h.lw
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h.in, h.out = in, bufio.NewScanner(out)
-	h.out.Buffer(make([]byte, 1<<20), 1<<20)
-	t.Cleanup(func() {
-		_ = h.in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cancel()
-			<-done
-		}
-		cancel()
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", which, lastLines([]byte(h.logText()), 40))
-		}
-	})
-	return h
+	return startHelper(t, which, cmd, cancel, 20*time.Second)
 }
 
 // TestStarveHelperProcess is the body of the helper processes; in a normal
@@ -396,11 +345,3 @@ type offerOnce struct {
 }
 
 func (o offerOnce) Offer(context.Context) (string, error) { return o.sdp, nil }
-
-// logText is what the helper wrote to stderr so far; the process may
-// still be writing, so it is read under the writer's lock.
-func (h *starveHelper) logText() string {
-	h.lw.mu.Lock()
-	defer h.lw.mu.Unlock()
-	return h.stderr.String()
-}
