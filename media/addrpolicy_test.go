@@ -103,41 +103,25 @@ func tcpCounter(t *testing.T) (string, *atomic.Int64) {
 // leaving the machine.
 func fixedResolver(t *testing.T, ip netip.Addr) *net.Resolver {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 12 {
-				continue
-			}
-			ans := trimToQuestion(append([]byte(nil), buf[:n]...))
-			binary.BigEndian.PutUint16(ans[2:], 0x8180) // response, RD, RA, NOERROR
-			binary.BigEndian.PutUint16(ans[8:], 0)
-			binary.BigEndian.PutUint16(ans[10:], 0)
-			qtype := binary.BigEndian.Uint16(ans[len(ans)-4:])
-			if qtype == 1 { // A
-				binary.BigEndian.PutUint16(ans[6:], 1)
-				a4 := ip.As4()
-				ans = append(ans, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
-				ans = append(ans, a4[:]...)
-			} else {
-				binary.BigEndian.PutUint16(ans[6:], 0)
-			}
-			_, _ = pc.WriteTo(ans, from)
+	return resolverAt(loopbackResponder(t, func(req []byte) []byte {
+		if len(req) < 12 {
+			return nil
 		}
-	}()
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp4", pc.LocalAddr().String())
-	}}
+		ans := trimToQuestion(req)
+		binary.BigEndian.PutUint16(ans[2:], 0x8180) // response, RD, RA, NOERROR
+		binary.BigEndian.PutUint16(ans[8:], 0)
+		binary.BigEndian.PutUint16(ans[10:], 0)
+		qtype := binary.BigEndian.Uint16(ans[len(ans)-4:])
+		if qtype == 1 { // A
+			binary.BigEndian.PutUint16(ans[6:], 1)
+			a4 := ip.As4()
+			ans = append(ans, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4)
+			ans = append(ans, a4[:]...)
+		} else {
+			binary.BigEndian.PutUint16(ans[6:], 0)
+		}
+		return ans
+	}))
 }
 
 // hostIPv4s are this host's own non-loopback IPv4 addresses.

@@ -125,13 +125,8 @@ func RunSTUNProbe(ctx context.Context, p STUNProbe) STUNResult {
 		res.Cause = err
 		return res
 	}
-	server, err := resolveUDP(ctx, p.Resolver, uri.Host, uri.Port)
+	server, err := resolveAllowed(ctx, p.Resolver, uri.Host, uri.Port, policy)
 	if err != nil {
-		return fail(err)
-	}
-	// Checked here to answer before opening a socket, and again by the
-	// socket on every datagram.
-	if err := policy.Check(server); err != nil {
 		return fail(err)
 	}
 	res.Server = server.String()
@@ -288,11 +283,8 @@ func ProbeTURN(ctx context.Context, p TURNProbe) TURNResult {
 		res.Cause = err
 		return res
 	}
-	server, err := resolveUDP(ctx, p.Resolver, uri.Host, uri.Port)
+	server, err := resolveAllowed(ctx, p.Resolver, uri.Host, uri.Port, policy)
 	if err != nil {
-		return fail(err)
-	}
-	if err := policy.Check(server); err != nil {
 		return fail(err)
 	}
 	res.Server = server.String()
@@ -429,6 +421,17 @@ func (e *tlsError) Unwrap() error { return e.err }
 
 // resolveUDP turns host:port into one address, IPv4 first since pinhole's
 // leases are UDP4.
+// resolveAllowed resolves host:port and checks the address against policy
+// before any socket is opened (the socket checks again on every datagram,
+// so a name that resolves elsewhere later gains nothing).
+func resolveAllowed(ctx context.Context, r *net.Resolver, host string, port int, policy *AddrPolicy) (netip.AddrPort, error) {
+	server, err := resolveUDP(ctx, r, host, port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return server, policy.Check(server)
+}
+
 func resolveUDP(ctx context.Context, r *net.Resolver, host string, port int) (netip.AddrPort, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return netip.AddrPortFrom(ip.Unmap(), uint16(port)), nil

@@ -92,10 +92,10 @@ func closedUDPPort(t *testing.T) string {
 	return addr
 }
 
-// nxResolver is a resolver whose only DNS server is a loopback responder
-// answering NXDOMAIN to everything, so DNS failures are tested without a
-// packet leaving the machine.
-func nxResolver(t *testing.T) *net.Resolver {
+// loopbackResponder answers every datagram to a loopback UDP socket with
+// answer(request) (nothing when it returns nil), until the test ends, and
+// returns the socket's address: the stand-in servers of these tests.
+func loopbackResponder(t *testing.T, answer func(req []byte) []byte) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -109,21 +109,37 @@ func nxResolver(t *testing.T) *net.Resolver {
 			if err != nil {
 				return
 			}
-			if n < 12 {
-				continue
+			if res := answer(append([]byte(nil), buf[:n]...)); res != nil {
+				_, _ = pc.WriteTo(res, from)
 			}
-			ans := append([]byte(nil), buf[:n]...)
-			binary.BigEndian.PutUint16(ans[2:], 0x8183) // response, RD, RA, NXDOMAIN
-			binary.BigEndian.PutUint16(ans[6:], 0)      // no answers
-			binary.BigEndian.PutUint16(ans[8:], 0)
-			binary.BigEndian.PutUint16(ans[10:], 0) // and no EDNS record echoed
-			_, _ = pc.WriteTo(trimToQuestion(ans), from)
 		}
 	}()
+	return pc.LocalAddr().String()
+}
+
+// resolverAt is a resolver whose only DNS server is addr.
+func resolverAt(addr string) *net.Resolver {
 	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "udp4", pc.LocalAddr().String())
+		return d.DialContext(ctx, "udp4", addr)
 	}}
+}
+
+// nxResolver is a resolver whose only DNS server is a loopback responder
+// answering NXDOMAIN to everything, so DNS failures are tested without a
+// packet leaving the machine.
+func nxResolver(t *testing.T) *net.Resolver {
+	t.Helper()
+	return resolverAt(loopbackResponder(t, func(ans []byte) []byte {
+		if len(ans) < 12 {
+			return nil
+		}
+		binary.BigEndian.PutUint16(ans[2:], 0x8183) // response, RD, RA, NXDOMAIN
+		binary.BigEndian.PutUint16(ans[6:], 0)      // no answers
+		binary.BigEndian.PutUint16(ans[8:], 0)
+		binary.BigEndian.PutUint16(ans[10:], 0) // and no EDNS record echoed
+		return trimToQuestion(ans)
+	}))
 }
 
 // trimToQuestion cuts a DNS message after its first question.
@@ -144,34 +160,22 @@ func trimToQuestion(m []byte) []byte {
 // retry included.
 func start401(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
-			if req.Decode() != nil {
-				continue
-			}
-			res, err := stun.Build(
-				stun.NewTransactionIDSetter(req.TransactionID),
-				stun.NewType(req.Type.Method, stun.ClassErrorResponse),
-				stun.CodeUnauthorized, stun.NewRealm(testRealm), stun.NewNonce("0123456789abcdef"),
-				stun.Fingerprint,
-			)
-			if err == nil {
-				_, _ = pc.WriteTo(res.Raw, from)
-			}
+	return loopbackResponder(t, func(raw []byte) []byte {
+		req := &stun.Message{Raw: raw}
+		if req.Decode() != nil {
+			return nil
 		}
-	}()
-	return pc.LocalAddr().String()
+		res, err := stun.Build(
+			stun.NewTransactionIDSetter(req.TransactionID),
+			stun.NewType(req.Type.Method, stun.ClassErrorResponse),
+			stun.CodeUnauthorized, stun.NewRealm(testRealm), stun.NewNonce("0123456789abcdef"),
+			stun.Fingerprint,
+		)
+		if err != nil {
+			return nil
+		}
+		return res.Raw
+	})
 }
 
 func TestProbeSTUN(t *testing.T) {

@@ -74,14 +74,7 @@ type fault struct {
 // TestNATFaults injects each fault of the diagnostics' fault matrix and
 // checks that pinhole names the broken hop.
 func TestNATFaults(t *testing.T) {
-	if *role != "" {
-		t.Skip("helper process")
-	}
-	fw := requireNamespaces(t)
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw, bin := namespaceTest(t)
 	wrongPorts := append(append([]int(nil), mappedPorts[1:]...), mappedPorts[4]+1)
 	faults := []fault{
 		{name: "missing UDP forward", mapping: noMapping, client: "publish", watch: "publisher",

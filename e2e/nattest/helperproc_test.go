@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -80,4 +81,21 @@ func (h *helperProc) logText() string {
 	h.lw.mu.Lock()
 	defer h.lw.mu.Unlock()
 	return h.stderr.String()
+}
+
+// namespaceTest is the start of every test of this package: it skips in a
+// helper process (the helpers run this binary again), checks that this
+// machine can build namespaces and a NAT (see requireNamespaces), and
+// returns the firewall dialect and this binary, to start helpers with.
+func namespaceTest(t *testing.T) (firewall, string) {
+	t.Helper()
+	if *role != "" || *starveRole != "" {
+		t.Skip("helper process")
+	}
+	fw := requireNamespaces(t)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fw, bin
 }

@@ -95,14 +95,7 @@ const (
 )
 
 func TestNAT(t *testing.T) {
-	if *role != "" {
-		t.Skip("helper process")
-	}
-	fw := requireNamespaces(t)
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw, bin := namespaceTest(t)
 
 	t.Run("mapped ports: media flows", func(t *testing.T) {
 		topo := newTopology(t, fw, mapped)

@@ -110,14 +110,7 @@ func offerWithCandidates(t *testing.T, cands ...string) string {
 }
 
 func TestSecurity(t *testing.T) {
-	if *role != "" {
-		t.Skip("helper process")
-	}
-	fw := requireNamespaces(t)
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw, bin := namespaceTest(t)
 	admin := []string{"Authorization", "Bearer " + testAdminToken}
 	jsonCT := []string{"Content-Type", "application/json"}
 	sdpCT := []string{"Content-Type", "application/sdp"}

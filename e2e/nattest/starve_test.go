@@ -54,14 +54,7 @@ const (
 )
 
 func TestDeadOffersBehindNAT(t *testing.T) {
-	if *role != "" || *starveRole != "" {
-		t.Skip("helper process")
-	}
-	fw := requireNamespaces(t)
-	bin, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	fw, bin := namespaceTest(t)
 	tp := newStarveTopology(t, fw)
 
 	srv := startStarveHelper(t, tp.host, bin, "server")

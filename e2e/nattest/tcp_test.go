@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path"
 	"strings"
@@ -81,16 +80,9 @@ type tcpClientResult struct {
 }
 
 func TestTCPFallback(t *testing.T) {
-	if *role != "" {
-		t.Skip("helper process")
-	}
-	fw := requireNamespaces(t)
+	fw, bin := namespaceTest(t)
 	if fw != fwNFT {
 		t.Skip("the TCP fallback test writes nftables rules; nft is missing")
-	}
-	bin, err := osExecutable(t)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name     string
@@ -131,8 +123,6 @@ func TestTCPFallback(t *testing.T) {
 		})
 	}
 }
-
-func osExecutable(t *testing.T) (string, error) { t.Helper(); return os.Executable() }
 
 // decodeLast decodes the last protocol line of a helper's stdout into v.
 func decodeLast(out []byte, v any) bool {
