@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -132,7 +133,7 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 // packet per viewer.
 func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Registry, err error) {
 	me = &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	if err := registerForwardedCodecs(me); err != nil {
 		return nil, nil, nil, err
 	}
 	pubReg = &interceptor.Registry{}
@@ -155,6 +156,67 @@ func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Regi
 	var _ interceptor.Factory = (*report.SenderInterceptorFactory)(nil)
 	var _ interceptor.Factory = (*twcc.SenderInterceptorFactory)(nil)
 	return me, pubReg, viewReg, nil
+}
+
+// videoFeedback is what every forwarded video codec is offered with, as in
+// Pion's defaults: REMB, FIR, NACK, PLI (ConfigureNack and ConfigureTWCCSender
+// add to it).
+var videoFeedback = []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+
+// forwardedCodecs are the codecs pinhole forwards (forwarded in sdp.go) with
+// Pion's default payload types, each video codec followed by its RTX. This
+// is RegisterDefaultCodecs less what pinhole never forwards: G.722, PCMU,
+// PCMA, H.264 in packetization-mode 0 and H.265. The offer is pruned of
+// those already (pruneMedia), but Pion matches each offered codec against
+// every registered one, re-parsing both fmtp lines each time
+// (MediaEngine.matchRemoteCodec, codecParametersFuzzySearch): with 27
+// registered video entries that was most of SetRemoteDescription's CPU.
+// 18 are left; the answers to every client offer fixture are unchanged
+// (TestPrunedOfferSameAnswer, TestClientOfferFixtures).
+var forwardedCodecs = []struct {
+	kind  webrtc.RTPCodecType
+	codec webrtc.RTPCodecParameters
+}{
+	{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeVP8, "", 96)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(96, 97)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(102, 103)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 106)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(106, 107)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 127)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(127, 125)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeAV1, "", 45)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(45, 46)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeVP9, "profile-id=0", 98)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(98, 99)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeVP9, "profile-id=2", 100)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(100, 101)},
+	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f", 112)},
+	{webrtc.RTPCodecTypeVideo, rtxCodec(112, 113)},
+}
+
+func videoCodec(mime, fmtp string, pt webrtc.PayloadType) webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: slices.Clone(videoFeedback)},
+		PayloadType:        pt,
+	}
+}
+
+func rtxCodec(apt, pt webrtc.PayloadType) webrtc.RTPCodecParameters {
+	return webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=" + strconv.Itoa(int(apt))},
+		PayloadType:        pt,
+	}
+}
+
+func registerForwardedCodecs(me *webrtc.MediaEngine) error {
+	for _, c := range forwardedCodecs {
+		if err := me.RegisterCodec(c.codec, c.kind); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // settingEngine builds the per-lease Pion settings: the lease's mux, UDP4,
