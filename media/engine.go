@@ -219,6 +219,43 @@ func registerForwardedCodecs(me *webrtc.MediaEngine) error {
 	return nil
 }
 
+// leaseAPIs caches, per port mux, the Pion API of each role: the
+// SettingEngine (which names the mux) and the API around it are the same
+// for every session on that mux, so they are built at its first session
+// rather than at every one. A port's mux lives as long as it has holders
+// (all sessions with --peers-per-port above 1); with one peer per port a
+// mux serves one session, and the cache saves nothing there.
+type leaseAPIs struct {
+	once [2]sync.Once
+	api  [2]*webrtc.API
+	err  [2]error
+}
+
+// apiFor returns the Pion API for a session of role on lease l.
+func (e *Engine) apiFor(l *portLease, role Role) (*webrtc.API, error) {
+	i, reg := 0, e.pubRegistry
+	if role == RoleViewer {
+		i, reg = 1, e.viewRegistry
+	}
+	build := func() (*webrtc.API, error) {
+		se, err := e.settingEngine(l)
+		if err != nil {
+			return nil, err
+		}
+		return webrtc.NewAPI(
+			webrtc.WithMediaEngine(e.mediaEngine),
+			webrtc.WithInterceptorRegistry(reg),
+			webrtc.WithSettingEngine(*se),
+		), nil
+	}
+	c := l.apis
+	if c == nil {
+		return build()
+	}
+	c.once[i].Do(func() { c.api[i], c.err[i] = build() })
+	return c.api[i], c.err[i]
+}
+
 // settingEngine builds the per-lease Pion settings: the lease's mux, UDP4,
 // no mDNS, host candidates rewritten to the public IPs.
 func (e *Engine) settingEngine(l *portLease) (*webrtc.SettingEngine, error) {
