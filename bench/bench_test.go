@@ -50,7 +50,7 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 	tb.Helper()
 	ctx := ctxWait(tb)
 	pub := mediatest.NewPublisher(tb, mediatest.PublisherOptions{Video: mediatest.CodecVP8, Audio: true})
-	if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+"/whip/"+room, pub, nil); err != nil {
+	if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+srv.whipPath(room), pub, nil); err != nil {
 		tb.Fatalf("publisher: %v", err)
 	}
 	pub.Start()
@@ -67,7 +67,7 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+"/whep/"+room, v, nil); err != nil {
+			if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+srv.whepPath(room), v, nil); err != nil {
 				errs <- err
 				return
 			}
@@ -381,8 +381,13 @@ func directBaseline(b *testing.B) fanoutResult {
 }
 
 func fanout(b *testing.B, n int) fanoutResult {
+	return fanoutOn(b, startServer(b, serverOptions{Ports: n + 10}), n)
+}
+
+// fanoutOn runs the fan-out measurement with n viewers on srv (pinhole or,
+// in BenchmarkCompare, mediamtx).
+func fanoutOn(b *testing.B, srv *server, n int) fanoutResult {
 	ctx := bounded(b, 2*time.Minute)
-	srv := startServer(b, serverOptions{Ports: n + 10})
 	base := time.Now()
 	pub, err := newSynthPublisher(base)
 	if err != nil {
@@ -393,7 +398,7 @@ func fanout(b *testing.B, n int) fanoutResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, _, err := srv.post(ctx, "/whip/fan", offer)
+	r, _, err := srv.post(ctx, srv.whipPath("fan"), offer)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -427,7 +432,7 @@ func fanout(b *testing.B, n int) fanoutResult {
 				errs <- err
 				return
 			}
-			r, _, err := srv.post(ctx, "/whep/fan", o)
+			r, _, err := srv.post(ctx, srv.whepPath("fan"), o)
 			if err != nil {
 				errs <- err
 				return
