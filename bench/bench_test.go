@@ -318,7 +318,22 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportMetric(us(quantile(r.delays, 0.99)-quantile(d.delays, 0.99)), "added-p99-us")
 		})
 	}
+	// joins: the 50-viewer window with fanoutJoiners more viewers joining
+	// at once a quarter into it. Each joiner is sent the GOP cache on the
+	// forwarder goroutine; what that costs the 50 already watching shows in
+	// their delay (the joiners themselves are not measured).
+	b.Run("viewers=50/joins", func(b *testing.B) {
+		d := directBaseline(b)
+		r := fanoutJoin(b, startServer(b, serverOptions{Ports: 50 + fanoutJoiners + 10}), 50, fanoutJoiners)
+		reportFanout(b, r, 50, true)
+		b.ReportMetric(us(quantile(r.delays, 0.5)-quantile(d.delays, 0.5)), "added-p50-us")
+		b.ReportMetric(us(quantile(r.delays, 0.99)-quantile(d.delays, 0.99)), "added-p99-us")
+	})
 }
+
+// fanoutJoiners is how many viewers join during BenchmarkFanout's joins
+// window.
+const fanoutJoiners = 10
 
 func reportFanout(b *testing.B, r fanoutResult, n int, server bool) {
 	b.ReportMetric(us(quantile(r.delays, 0.5)), "delay-p50-us")
@@ -372,7 +387,7 @@ func directBaseline(b *testing.B) fanoutResult {
 		if err := v.waitKey(ctx); err != nil {
 			b.Fatal(err)
 		}
-		direct = measureWindow(b, nil, pub, []*delayViewer{v})
+		direct = measureWindow(b, nil, pub, []*delayViewer{v}, nil)
 	})
 	if direct.expected == 0 {
 		b.Fatal("direct baseline failed")
@@ -387,6 +402,12 @@ func fanout(b *testing.B, n int) fanoutResult {
 // fanoutOn runs the fan-out measurement with n viewers on srv (pinhole or,
 // in BenchmarkCompare, mediamtx).
 func fanoutOn(b *testing.B, srv *server, n int) fanoutResult {
+	return fanoutJoin(b, srv, n, 0)
+}
+
+// fanoutJoin is fanoutOn with joiners more viewers POSTing at once a
+// quarter into the measured window.
+func fanoutJoin(b *testing.B, srv *server, n, joiners int) fanoutResult {
 	ctx := bounded(b, 2*time.Minute)
 	base := time.Now()
 	pub, err := newSynthPublisher(base)
@@ -453,7 +474,18 @@ func fanoutOn(b *testing.B, srv *server, n int) fanoutResult {
 		}
 	}
 	time.Sleep(time.Second) // NACK/TWCC state settled, buffers warm
-	res := measureWindow(b, srv, pub, viewers)
+	var mid func()
+	if joiners > 0 {
+		late := newViewers(b, joiners)
+		mid = func() {
+			for _, j := range postViewers(b, ctx, srv, "fan", late, joiners) {
+				if err := j.v.waitKey(ctx); err != nil {
+					b.Error(err)
+				}
+			}
+		}
+	}
+	res := measureWindow(b, srv, pub, viewers, mid)
 	res.rssPerViewer = (srv.rssKB(b) - rss0) / float64(n)
 	return res
 }
@@ -462,7 +494,10 @@ func fanoutOn(b *testing.B, srv *server, n int) fanoutResult {
 // fanoutWindow, waits for the publisher to send them (reading the server's
 // CPU time as the first and last are sent), lets late packets and
 // retransmissions arrive, and collects every viewer's delays.
-func measureWindow(b *testing.B, srv *server, pub *synthPublisher, viewers []*delayViewer) fanoutResult {
+//
+// mid, if not nil, runs a quarter into the window, on this goroutine (it
+// may fail the benchmark); it must return within the window.
+func measureWindow(b *testing.B, srv *server, pub *synthPublisher, viewers []*delayViewer, mid func()) fanoutResult {
 	// ~10 video packets per frame at 30 fps, 50 audio packets: measure the
 	// rate instead of trusting the arithmetic.
 	i0 := pub.index.Load()
@@ -487,6 +522,10 @@ func measureWindow(b *testing.B, srv *server, pub *synthPublisher, viewers []*de
 		cpu0 = srv.cpu(b)
 	}
 	self0 := selfCPU()
+	if mid != nil {
+		time.Sleep(fanoutWindow / 4)
+		mid()
+	}
 	waitIndex(hi)
 	res.wall = time.Since(t0)
 	res.harnessCPU = selfCPU() - self0
