@@ -44,13 +44,15 @@ type Engine struct {
 	// connection builds its own interceptor instances from them) and the
 	// DTLS certificate, so an answer does no key generation. Publishers and
 	// viewers get different interceptors: see newMediaEngine.
-	mediaEngine  *webrtc.MediaEngine
-	pubRegistry  *interceptor.Registry
-	viewRegistry *interceptor.Registry
-	cert         webrtc.Certificate
-	loggers      *slogLoggerFactory
-	ifaces       *stdnet.Net
-	host         *hostAddrs // this host's addresses, for candidate filtering
+	mediaEngine *webrtc.MediaEngine
+	// viewMediaEngine is the viewers': no RTX (newMediaEngine).
+	viewMediaEngine *webrtc.MediaEngine
+	pubRegistry     *interceptor.Registry
+	viewRegistry    *interceptor.Registry
+	cert            webrtc.Certificate
+	loggers         *slogLoggerFactory
+	ifaces          *stdnet.Net
+	host            *hostAddrs // this host's addresses, for candidate filtering
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -101,6 +103,10 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	viewME, err := newViewerMediaEngine()
+	if err != nil {
+		return nil, err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -112,7 +118,7 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
-		mediaEngine: me, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
+		mediaEngine: me, viewMediaEngine: viewME, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
 		host:     newHostAddrs(ifaces, cfg.PublicIPs),
 		sessions: map[string]*session{}, hubs: map[string]*hub{},
 		ctx: ctx, cancel: cancel,
@@ -131,19 +137,16 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 // answers their NACKs itself from each publisher track's shared history
 // (history.go) instead of Pion's responder, which keeps a copy of every
 // packet per viewer.
+//
+// Viewers also get a media engine of their own, the same less RTX: pinhole
+// resends a viewer's lost packets on the stream itself (sinkTrack.retransmit),
+// never as RTX (RFC 4588 retransmission is optional; a receiver without it
+// takes a resent packet on the media SSRC, as libwebrtc does), so the RTX
+// entries only doubled what Pion matches per offered codec on every WHEP
+// answer (see forwardedCodecs). pruneMedia drops them from viewers' offers.
 func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Registry, err error) {
-	me = &webrtc.MediaEngine{}
-	if err := registerForwardedCodecs(me); err != nil {
-		return nil, nil, nil, err
-	}
-	pubReg = &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, pubReg); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := webrtc.ConfigureRTCPReports(pubReg); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := webrtc.ConfigureTWCCSender(me, pubReg); err != nil {
+	me, pubReg, err = buildMediaEngine(true)
+	if err != nil {
 		return nil, nil, nil, err
 	}
 	viewReg = &interceptor.Registry{}
@@ -156,6 +159,33 @@ func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Regi
 	var _ interceptor.Factory = (*report.SenderInterceptorFactory)(nil)
 	var _ interceptor.Factory = (*twcc.SenderInterceptorFactory)(nil)
 	return me, pubReg, viewReg, nil
+}
+
+// newViewerMediaEngine is the viewers' media engine: newMediaEngine's
+// codecs without RTX, with the same feedback and header extensions.
+func newViewerMediaEngine() (*webrtc.MediaEngine, error) {
+	me, _, err := buildMediaEngine(false)
+	return me, err
+}
+
+// buildMediaEngine registers the forwarded codecs (with their RTX if rtx)
+// and the publisher interceptors; the registry is the publishers'.
+func buildMediaEngine(rtx bool) (*webrtc.MediaEngine, *interceptor.Registry, error) {
+	me := &webrtc.MediaEngine{}
+	if err := registerForwardedCodecs(me, rtx); err != nil {
+		return nil, nil, err
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(me, reg); err != nil {
+		return nil, nil, err
+	}
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		return nil, nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
+		return nil, nil, err
+	}
+	return me, reg, nil
 }
 
 // videoFeedback is what every forwarded video codec is offered with, as in
@@ -171,7 +201,8 @@ var videoFeedback = []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Par
 // every registered one, re-parsing both fmtp lines each time
 // (MediaEngine.matchRemoteCodec, codecParametersFuzzySearch): with 27
 // registered video entries that was most of SetRemoteDescription's CPU.
-// 18 are left; the answers to every client offer fixture are unchanged
+// 18 are left (9 for viewers, who get no RTX); the answers to every client
+// offer fixture keep their codecs and payload types
 // (TestPrunedOfferSameAnswer, TestClientOfferFixtures).
 var forwardedCodecs = []struct {
 	kind  webrtc.RTPCodecType
@@ -210,8 +241,11 @@ func rtxCodec(apt, pt webrtc.PayloadType) webrtc.RTPCodecParameters {
 	}
 }
 
-func registerForwardedCodecs(me *webrtc.MediaEngine) error {
+func registerForwardedCodecs(me *webrtc.MediaEngine, rtx bool) error {
 	for _, c := range forwardedCodecs {
+		if !rtx && c.codec.MimeType == webrtc.MimeTypeRTX {
+			continue
+		}
 		if err := me.RegisterCodec(c.codec, c.kind); err != nil {
 			return err
 		}
@@ -233,9 +267,9 @@ type leaseAPIs struct {
 
 // apiFor returns the Pion API for a session of role on lease l.
 func (e *Engine) apiFor(l *portLease, role Role) (*webrtc.API, error) {
-	i, reg := 0, e.pubRegistry
+	i, me, reg := 0, e.mediaEngine, e.pubRegistry
 	if role == RoleViewer {
-		i, reg = 1, e.viewRegistry
+		i, me, reg = 1, e.viewMediaEngine, e.viewRegistry
 	}
 	build := func() (*webrtc.API, error) {
 		se, err := e.settingEngine(l)
@@ -243,7 +277,7 @@ func (e *Engine) apiFor(l *portLease, role Role) (*webrtc.API, error) {
 			return nil, err
 		}
 		return webrtc.NewAPI(
-			webrtc.WithMediaEngine(e.mediaEngine),
+			webrtc.WithMediaEngine(me),
 			webrtc.WithInterceptorRegistry(reg),
 			webrtc.WithSettingEngine(*se),
 		), nil
