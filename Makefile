@@ -70,7 +70,7 @@ bench-compare: ## pinhole vs mediamtx on loopback, ~4 min (MEDIAMTX=/path/to/med
 		echo "  bluenviron/mediamtx project, or one built from its source with CGO_ENABLED=0):"; \
 		echo "  make bench-compare MEDIAMTX=/path/to/mediamtx"; \
 	elif [ ! -x "$(MEDIAMTX)" ]; then echo "bench-compare: $(MEDIAMTX) is not an executable"; exit 1; fi
-	$(GO) test -run '^$$' -bench '^BenchmarkCompare$$' -benchtime 1x -count $(or $(BENCH_COUNT),1) -timeout 30m ./bench/ -args -mediamtx="$(MEDIAMTX)" | tee $(COMPARE_OUT)
+	$(GO) test -run '^$$' -bench '^BenchmarkCompare$$' -benchtime 1x -count $(or $(BENCH_COUNT),1) -timeout 30m ./bench/ -args -compare -mediamtx="$(MEDIAMTX)" | tee $(COMPARE_OUT)
 	@echo "load at the end: $$(cut -d' ' -f1-3 /proc/loadavg)"
 	@awk '/^BenchmarkCompare\// { \
 		split($$1, p, "/"); sc = p[2]; t = p[3]; sub(/-[0-9]+$$/, "", t); \

@@ -57,6 +57,9 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 	if err := pub.WaitConnected(ctx); err != nil {
 		tb.Fatal(err)
 	}
+	if srv.mediamtx {
+		waitStream(tb, ctx, srv, room)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 10)
@@ -81,6 +84,24 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 	for err := range errs {
 		tb.Fatalf("opening sessions: %v", err)
 	}
+}
+
+// waitStream waits until mediamtx serves the room's stream: it refuses
+// readers (404) until its publisher's tracks have arrived, after the
+// publisher's peer connection is up. pinhole takes viewers at any time.
+func waitStream(tb testing.TB, ctx context.Context, srv *server, room string) {
+	tb.Helper()
+	for ctx.Err() == nil {
+		v := mediatest.NewViewer(tb, mediatest.ViewerOptions{VideoCodecs: []string{mediatest.CodecVP8}})
+		r, err := mediatest.Negotiate(ctx, srv.hc, srv.base+srv.whepPath(room), v, nil)
+		_ = v.Close()
+		if err == nil {
+			_ = srv.del(ctx, &resource{url: r.URL})
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("room %s: no stream to read: %v", room, ctx.Err())
 }
 
 // BenchmarkAnswer measures POST offer -> 201 answer over HTTP on loopback,

@@ -23,6 +23,10 @@ import (
 // pinhole alone.
 var mediamtxFlag = flag.String("mediamtx", "", "mediamtx binary to compare with (BenchmarkCompare)")
 
+// compareFlag runs BenchmarkCompare at all; make bench-compare sets it, so
+// `make bench` (-bench .) does not repeat its scenarios.
+var compareFlag = flag.Bool("compare", false, "run BenchmarkCompare (make bench-compare)")
+
 // Compare sizes: the figures issue 11 compares, each bounded in count.
 const (
 	joinRounds      = 8  // rounds of joinAtOnce viewers in Compare/Join10
@@ -154,6 +158,9 @@ func startMediaMTX(tb testing.TB, bin string) *server {
 //     viewer-second, delay and loss (delay and loss only where the server
 //     forwards pinhole's stamped payloads unchanged: pinhole).
 func BenchmarkCompare(b *testing.B) {
+	if !*compareFlag {
+		b.Skip("run by make bench-compare (-args -compare)")
+	}
 	b.Run("Join10", func(b *testing.B) {
 		for _, t := range compareTargets() {
 			b.Run(t, func(b *testing.B) { compareJoin(b, startTarget(b, t, joinAtOnce)) })
