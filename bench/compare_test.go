@@ -150,7 +150,9 @@ func startMediaMTX(tb testing.TB, bin string) *server {
 // each figure as pinhole / mediamtx.
 //
 //   - Join10: a live room (the clip); joinRounds times, 10 viewers POST at
-//     the same moment: answer and POST-to-first-RTP quantiles.
+//     the same moment: quantiles of the answer and, from the POST, of the
+//     viewer's ICE and DTLS connected, its first RTP packet and its first
+//     complete keyframe.
 //   - Crowd200: 200 viewers of a live room set up, 50 POSTs in flight:
 //     answer quantiles; then, all 200 connected and watching, RSS growth
 //     per session and server CPU per viewer-second over cpuWindow.
@@ -256,7 +258,7 @@ func compareJoin(b *testing.B, srv *server) {
 	liveRoom(b, srv, "join", 1)
 	ctx := bounded(b, 2*time.Minute)
 	time.Sleep(500 * time.Millisecond) // the clip is flowing
-	var answer, rtpT, keyT []time.Duration
+	var answer, iceT, dtlsT, rtpT, keyT []time.Duration
 	b.ResetTimer()
 	for round := 0; round < joinRounds; round++ {
 		vs := newViewers(b, joinAtOnce)
@@ -267,6 +269,8 @@ func compareJoin(b *testing.B, srv *server) {
 			}
 			m := j.v.milestones()
 			answer = append(answer, j.answer)
+			iceT = append(iceT, m.ice)
+			dtlsT = append(dtlsT, m.dtls)
 			rtpT = append(rtpT, m.firstRTP)
 			keyT = append(keyT, m.keyComplete)
 		}
@@ -280,6 +284,8 @@ func compareJoin(b *testing.B, srv *server) {
 	}
 	b.StopTimer()
 	reportLatency(b, "answer", answer)
+	reportLatency(b, "ice", iceT)
+	reportLatency(b, "dtls", dtlsT)
 	reportLatency(b, "rtp", rtpT)
 	reportLatency(b, "keyframe", keyT)
 }
