@@ -159,9 +159,11 @@ type catchUp struct {
 // after its next packet). Every cached packet but the last is sent held
 // (the sink keeps dropping live packets); the last is the packet the
 // forwarder just received and dropped for this sink, so once it is sent
-// the sink is live with no gap and no duplicate. A sink whose GOP went away
-// mid-burst (replaced by the next keyframe, outgrown) goes back to waiting,
-// and the keyframe re-ask takes it from there.
+// the sink is live with no gap and no duplicate. The sink waits for a
+// keyframe (waitingForKey) until then, so the publisher's keyframe re-ask
+// goes on meanwhile: a burst still unfinished after keyframeInterval (a
+// starved CPU) gets a live keyframe asked for, which overtakes it, and a
+// sink whose GOP went away mid-burst (outgrown, too old) is left to that.
 func (c *gopCache) serve(cu *catchUp, codec *webrtc.RTPCodecParameters, scratch *rtp.Packet, out *rtp.Header, deadline time.Time) (done bool) {
 	sent := 0
 	t := cu.t
@@ -172,7 +174,6 @@ func (c *gopCache) serve(cu *catchUp, codec *webrtc.RTPCodecParameters, scratch 
 		cu.gen = c.gen
 	}
 	if !c.servable() || cu.gen != c.gen {
-		t.setWaiting(true)
 		return true
 	}
 	for cu.next < len(c.pkts) {
@@ -189,9 +190,7 @@ func (c *gopCache) serve(cu *catchUp, codec *webrtc.RTPCodecParameters, scratch 
 			mode = sendLast
 		}
 		if !t.send(scratch, codec, cu.next == 0 || last, mode, out) {
-			// Not ready or gone: if it comes back, it is served anew.
-			t.setWaiting(true)
-			return true
+			return true // not ready or gone: if it comes back, it is served anew
 		}
 		cu.next++
 	}

@@ -257,7 +257,6 @@ func (f *forwarder) serveWaiting(sinks []*sinkTrack, scratch *rtp.Packet, out *r
 	if f.gop.servable() {
 		for _, t := range sinks {
 			if t.waitingForKey() && !f.catchingUp(t) {
-				t.setWaiting(false)
 				f.catching = append(f.catching, catchUp{t: t})
 			}
 		}

@@ -217,16 +217,6 @@ func (t *sinkTrack) holding() bool {
 	return t.needKey
 }
 
-// setWaiting says whether a holding sink waits for someone to get it a
-// keyframe (true) or is being sent one from a GOP cache (false), for the
-// readers of waiting: the forwarder looking for sinks to serve and the
-// publisher's keyframe re-ask.
-func (t *sinkTrack) setWaiting(v bool) {
-	t.mu.Lock()
-	t.waiting.Store(v && t.needKey)
-	t.mu.Unlock()
-}
-
 // waitingForKey reports whether the sink could take a keyframe now and is
 // waiting for one: bound, connected, and dropping video until a keyframe.
 func (t *sinkTrack) waitingForKey() bool {
