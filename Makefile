@@ -10,7 +10,7 @@ SWAG_ARGS := init -q -g main.go --outputTypes json,yaml,go --packageName openapi
 # well inside CI's budget.
 TEST_TIMEOUT ?= 15m
 
-.PHONY: run build test setup lint openapi openapi-check gotest bench fuzz test-web clean
+.PHONY: run build test setup lint openapi openapi-check gotest bench bench-compare fuzz test-web clean
 
 run: ## start pinhole on :8080 with the default port range 10111-10115
 	$(GO) run . $(ARGS)
@@ -55,6 +55,32 @@ bench: ## end-to-end benchmarks on loopback, ~4 min (BENCHMARKS.md); BENCH_COUNT
 	@echo "machine: nproc $$(nproc),$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $$(cut -d' ' -f1-3 /proc/loadavg)"
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count $(or $(BENCH_COUNT),1) -timeout 30m ./bench/
 	$(GO) test -run '^$$' -bench . -benchmem -count $(or $(BENCH_COUNT),1) ./media/ ./store/
+
+# bench-compare runs BenchmarkCompare (bench/compare_test.go) on pinhole and,
+# with MEDIAMTX=/path/to/mediamtx, on that mediamtx binary (configured by
+# the benchmark: loopback only, WebRTC alone), the servers taking turns, and
+# prints every figure as pinhole / mediamtx. Never part of `make test`.
+COMPARE_OUT ?= $(or $(TMPDIR),/tmp)/pinhole-bench-compare.txt
+
+bench-compare: ## pinhole vs mediamtx on loopback, ~4 min (MEDIAMTX=/path/to/mediamtx)
+	@echo "machine: nproc $$(nproc),$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2), load $$(cut -d' ' -f1-3 /proc/loadavg)"
+	@if [ -z "$(MEDIAMTX)" ]; then \
+		echo "bench-compare: MEDIAMTX is not set, running pinhole alone."; \
+		echo "  For the comparison, point MEDIAMTX at a mediamtx binary (a release from the"; \
+		echo "  bluenviron/mediamtx project, or one built from its source with CGO_ENABLED=0):"; \
+		echo "  make bench-compare MEDIAMTX=/path/to/mediamtx"; \
+	elif [ ! -x "$(MEDIAMTX)" ]; then echo "bench-compare: $(MEDIAMTX) is not an executable"; exit 1; fi
+	$(GO) test -run '^$$' -bench '^BenchmarkCompare$$' -benchtime 1x -count $(or $(BENCH_COUNT),1) -timeout 30m ./bench/ -args -compare -mediamtx="$(MEDIAMTX)" | tee $(COMPARE_OUT)
+	@echo "load at the end: $$(cut -d' ' -f1-3 /proc/loadavg)"
+	@awk '/^BenchmarkCompare\// { \
+		split($$1, p, "/"); sc = p[2]; t = p[3]; sub(/-[0-9]+$$/, "", t); \
+		for (i = 5; i < NF; i += 2) { k = sc " " $$(i+1); if (!(k in seen)) { seen[k] = 1; order[++n] = k }; v[k, t] = $$i } \
+	} END { \
+		printf "%-10s %-22s %12s %12s %8s\n", "scenario", "figure", "pinhole", "mediamtx", "ratio"; \
+		for (j = 1; j <= n; j++) { k = order[j]; split(k, f, " "); a = v[k, "pinhole"]; m = v[k, "mediamtx"]; \
+			r = (m != "" && m + 0 != 0 && a != "") ? sprintf("%.2f", a / m) : "-"; \
+			printf "%-10s %-22s %12s %12s %8s\n", f[1], f[2], a, (m == "" ? "-" : m), r } \
+	}' $(COMPARE_OUT)
 
 # Each fuzz target runs FUZZTIME; new coverage is minimized for at most
 # FUZZMINTIME (Go's default, 60 s, stalls targets whose inputs build real

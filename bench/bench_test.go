@@ -50,12 +50,15 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 	tb.Helper()
 	ctx := ctxWait(tb)
 	pub := mediatest.NewPublisher(tb, mediatest.PublisherOptions{Video: mediatest.CodecVP8, Audio: true})
-	if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+"/whip/"+room, pub, nil); err != nil {
+	if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+srv.whipPath(room), pub, nil); err != nil {
 		tb.Fatalf("publisher: %v", err)
 	}
 	pub.Start()
 	if err := pub.WaitConnected(ctx); err != nil {
 		tb.Fatal(err)
+	}
+	if srv.mediamtx {
+		waitStream(tb, ctx, srv, room)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -67,7 +70,7 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+"/whep/"+room, v, nil); err != nil {
+			if _, err := mediatest.Negotiate(ctx, srv.hc, srv.base+srv.whepPath(room), v, nil); err != nil {
 				errs <- err
 				return
 			}
@@ -81,6 +84,24 @@ func liveRoom(tb testing.TB, srv *server, room string, n int) {
 	for err := range errs {
 		tb.Fatalf("opening sessions: %v", err)
 	}
+}
+
+// waitStream waits until mediamtx serves the room's stream: it refuses
+// readers (404) until its publisher's tracks have arrived, after the
+// publisher's peer connection is up. pinhole takes viewers at any time.
+func waitStream(tb testing.TB, ctx context.Context, srv *server, room string) {
+	tb.Helper()
+	for ctx.Err() == nil {
+		v := mediatest.NewViewer(tb, mediatest.ViewerOptions{VideoCodecs: []string{mediatest.CodecVP8}})
+		r, err := mediatest.Negotiate(ctx, srv.hc, srv.base+srv.whepPath(room), v, nil)
+		_ = v.Close()
+		if err == nil {
+			_ = srv.del(ctx, &resource{url: r.URL})
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("room %s: no stream to read: %v", room, ctx.Err())
 }
 
 // BenchmarkAnswer measures POST offer -> 201 answer over HTTP on loopback,
@@ -318,7 +339,22 @@ func BenchmarkFanout(b *testing.B) {
 			b.ReportMetric(us(quantile(r.delays, 0.99)-quantile(d.delays, 0.99)), "added-p99-us")
 		})
 	}
+	// joins: the 50-viewer window with fanoutJoiners more viewers joining
+	// at once a quarter into it. Each joiner is sent the GOP cache on the
+	// forwarder goroutine; what that costs the 50 already watching shows in
+	// their delay (the joiners themselves are not measured).
+	b.Run("viewers=50/joins", func(b *testing.B) {
+		d := directBaseline(b)
+		r := fanoutJoin(b, startServer(b, serverOptions{Ports: 50 + fanoutJoiners + 10}), 50, fanoutJoiners)
+		reportFanout(b, r, 50, true)
+		b.ReportMetric(us(quantile(r.delays, 0.5)-quantile(d.delays, 0.5)), "added-p50-us")
+		b.ReportMetric(us(quantile(r.delays, 0.99)-quantile(d.delays, 0.99)), "added-p99-us")
+	})
 }
+
+// fanoutJoiners is how many viewers join during BenchmarkFanout's joins
+// window.
+const fanoutJoiners = 10
 
 func reportFanout(b *testing.B, r fanoutResult, n int, server bool) {
 	b.ReportMetric(us(quantile(r.delays, 0.5)), "delay-p50-us")
@@ -372,7 +408,7 @@ func directBaseline(b *testing.B) fanoutResult {
 		if err := v.waitKey(ctx); err != nil {
 			b.Fatal(err)
 		}
-		direct = measureWindow(b, nil, pub, []*delayViewer{v})
+		direct = measureWindow(b, nil, pub, []*delayViewer{v}, nil)
 	})
 	if direct.expected == 0 {
 		b.Fatal("direct baseline failed")
@@ -381,8 +417,19 @@ func directBaseline(b *testing.B) fanoutResult {
 }
 
 func fanout(b *testing.B, n int) fanoutResult {
+	return fanoutOn(b, startServer(b, serverOptions{Ports: n + 10}), n)
+}
+
+// fanoutOn runs the fan-out measurement with n viewers on srv (pinhole or,
+// in BenchmarkCompare, mediamtx).
+func fanoutOn(b *testing.B, srv *server, n int) fanoutResult {
+	return fanoutJoin(b, srv, n, 0)
+}
+
+// fanoutJoin is fanoutOn with joiners more viewers POSTing at once a
+// quarter into the measured window.
+func fanoutJoin(b *testing.B, srv *server, n, joiners int) fanoutResult {
 	ctx := bounded(b, 2*time.Minute)
-	srv := startServer(b, serverOptions{Ports: n + 10})
 	base := time.Now()
 	pub, err := newSynthPublisher(base)
 	if err != nil {
@@ -393,7 +440,7 @@ func fanout(b *testing.B, n int) fanoutResult {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, _, err := srv.post(ctx, "/whip/fan", offer)
+	r, _, err := srv.post(ctx, srv.whipPath("fan"), offer)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -427,7 +474,7 @@ func fanout(b *testing.B, n int) fanoutResult {
 				errs <- err
 				return
 			}
-			r, _, err := srv.post(ctx, "/whep/fan", o)
+			r, _, err := srv.post(ctx, srv.whepPath("fan"), o)
 			if err != nil {
 				errs <- err
 				return
@@ -448,7 +495,18 @@ func fanout(b *testing.B, n int) fanoutResult {
 		}
 	}
 	time.Sleep(time.Second) // NACK/TWCC state settled, buffers warm
-	res := measureWindow(b, srv, pub, viewers)
+	var mid func()
+	if joiners > 0 {
+		late := newViewers(b, joiners)
+		mid = func() {
+			for _, j := range postViewers(b, ctx, srv, "fan", late, joiners) {
+				if err := j.v.waitKey(ctx); err != nil {
+					b.Error(err)
+				}
+			}
+		}
+	}
+	res := measureWindow(b, srv, pub, viewers, mid)
 	res.rssPerViewer = (srv.rssKB(b) - rss0) / float64(n)
 	return res
 }
@@ -457,7 +515,10 @@ func fanout(b *testing.B, n int) fanoutResult {
 // fanoutWindow, waits for the publisher to send them (reading the server's
 // CPU time as the first and last are sent), lets late packets and
 // retransmissions arrive, and collects every viewer's delays.
-func measureWindow(b *testing.B, srv *server, pub *synthPublisher, viewers []*delayViewer) fanoutResult {
+//
+// mid, if not nil, runs a quarter into the window, on this goroutine (it
+// may fail the benchmark); it must return within the window.
+func measureWindow(b *testing.B, srv *server, pub *synthPublisher, viewers []*delayViewer, mid func()) fanoutResult {
 	// ~10 video packets per frame at 30 fps, 50 audio packets: measure the
 	// rate instead of trusting the arithmetic.
 	i0 := pub.index.Load()
@@ -482,6 +543,10 @@ func measureWindow(b *testing.B, srv *server, pub *synthPublisher, viewers []*de
 		cpu0 = srv.cpu(b)
 	}
 	self0 := selfCPU()
+	if mid != nil {
+		time.Sleep(fanoutWindow / 4)
+		mid()
+	}
 	waitIndex(hi)
 	res.wall = time.Since(t0)
 	res.harnessCPU = selfCPU() - self0

@@ -305,6 +305,8 @@ type delayViewer struct {
 	connOnce  sync.Once
 	gotKey    chan struct{}
 	keyOnce   sync.Once
+	gotRTP    chan struct{}
+	rtpOnce   sync.Once
 
 	mu      sync.Mutex
 	lo, hi  uint32 // window of packet indices; hi == 0: not measuring
@@ -335,7 +337,7 @@ func newDelayViewer(base time.Time, offerer bool) (*delayViewer, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &delayViewer{pc: pc, base: base, connected: make(chan struct{}), gotKey: make(chan struct{}), keyDone: make(chan struct{})}
+	v := &delayViewer{pc: pc, base: base, connected: make(chan struct{}), gotKey: make(chan struct{}), gotRTP: make(chan struct{}), keyDone: make(chan struct{})}
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		if s == webrtc.ICEConnectionStateConnected {
 			v.mark(&v.m.ice)
@@ -391,6 +393,7 @@ func (v *delayViewer) read(t *webrtc.TrackRemote) {
 		v.packets++
 		if v.m.firstRTP == 0 {
 			v.m.firstRTP = now
+			v.rtpOnce.Do(func() { close(v.gotRTP) })
 		}
 		// The first keyframe is complete when the packet with the marker
 		// bit and its timestamp arrives (loopback does not reorder).
@@ -453,6 +456,16 @@ func (v *delayViewer) milestones() milestones {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.m
+}
+
+// waitRTP waits for the first RTP packet.
+func (v *delayViewer) waitRTP(ctx context.Context) error {
+	select {
+	case <-v.gotRTP:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("no RTP: %w", ctx.Err())
+	}
 }
 
 // waitKeyComplete waits until the first keyframe has fully arrived.

@@ -90,6 +90,24 @@ type server struct {
 	gcs     int
 	tail    []string // last log lines, for failures
 	exited  chan struct{}
+	// mediamtx is set for a mediamtx child (compare_test.go): its WHIP and
+	// WHEP endpoints are /{room}/whip and /{room}/whep.
+	mediamtx bool
+}
+
+// whipPath and whepPath are the server's WHIP and WHEP endpoints of room.
+func (s *server) whipPath(room string) string {
+	if s.mediamtx {
+		return "/" + room + "/whip"
+	}
+	return "/whip/" + room
+}
+
+func (s *server) whepPath(room string) string {
+	if s.mediamtx {
+		return "/" + room + "/whep"
+	}
+	return "/whep/" + room
 }
 
 var gcLine = regexp.MustCompile(`^gc (\d+) .* (\d+)->(\d+)->(\d+) MB, \d+ MB goal, (\d+) MB stacks`)

@@ -97,7 +97,7 @@ func BenchmarkTCPFallback(b *testing.B) {
 	}
 	time.Sleep(time.Second) // NACK/TWCC state settled, buffers warm
 	// One window for both viewers, so they see the same packets.
-	measureWindow(b, srv, pub, viewers)
+	measureWindow(b, srv, pub, viewers, nil)
 	b.StopTimer()
 	var p50 [2]time.Duration
 	for i, v := range viewers {

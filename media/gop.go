@@ -34,7 +34,7 @@ const (
 // viewer that starts waiting for a keyframe is sent that keyframe at once
 // instead of after a request to the publisher and its round trip.
 //
-// Only the forwarder goroutine writes and reads the packets (put, burst),
+// Only the forwarder goroutine writes and reads the packets (put, serve),
 // so they need no lock: a burst runs between two packets of the track,
 // which is also what makes the handoff from cached to live packets exact.
 // Other goroutines only ask fresh.
@@ -48,6 +48,9 @@ type gopCache struct {
 	ssrc  uint32
 	keyTS uint32
 	start time.Duration
+	// gen changes whenever the cached GOP does (a new one, a drop), so a
+	// burst in progress notices its packets are gone.
+	gen uint32
 
 	// freshUntil is when the cached GOP stops being servable (since
 	// epoch); 0 when there is none. Read by joining viewers' goroutines.
@@ -83,6 +86,7 @@ func (c *gopCache) put(p *rtp.Packet, key bool) {
 	if key && !(c.valid && p.SSRC == c.ssrc && p.Timestamp == c.keyTS) {
 		c.arena, c.pkts = c.arena[:0], c.pkts[:0]
 		c.valid, c.ssrc, c.keyTS, c.start = true, p.SSRC, p.Timestamp, now
+		c.gen++
 		c.freshUntil.Store(int64(now + c.maxAge))
 	}
 	if !c.valid {
@@ -106,6 +110,7 @@ func (c *gopCache) put(p *rtp.Packet, key bool) {
 // drop forgets the GOP (its buffers are kept for the next one).
 func (c *gopCache) drop() {
 	c.valid = false
+	c.gen++
 	c.arena, c.pkts = c.arena[:0], c.pkts[:0]
 	c.freshUntil.Store(0)
 }
@@ -125,19 +130,69 @@ func (c *gopCache) servable() bool {
 	return c.valid && len(c.pkts) > 0
 }
 
-// burst writes the cached GOP, keyframe first, to a sink waiting for a
-// keyframe: the sink rebases its sequence numbers and timestamps on the
-// keyframe as it would on a live one, so the burst and the live packets
-// after it form one continuous stream. scratch and out are the forwarder's.
-// It stops at the first packet the sink refuses (not ready, viewer gone).
-func (c *gopCache) burst(t *sinkTrack, codec *webrtc.RTPCodecParameters, scratch *rtp.Packet, out *rtp.Header) int {
-	for i := range c.pkts {
-		g := &c.pkts[i]
+// gopBurstBudget is how long a forwarder spends on GOP bursts between two
+// live packets of its track. A burst is up to a second of video (~300
+// packets at 2.5 Mbit/s) and each write costs 10-30 us in Pion and the
+// kernel: sent whole, it held every other viewer's next packet for ~6 ms,
+// and ten viewers joining together for ~60 ms. In slices of 250 us (about
+// ten packets, below the 0.36 ms between a keyframe's paced packets) the
+// others' added delay stays within a packet interval, and a joiner still
+// gains ten packets per live one: its keyframe is out within a few live
+// packets, a whole second's GOP within ~30.
+const gopBurstBudget = 250 * time.Microsecond
+
+// gopBurstMin is how many burst packets a sink is sent per live packet
+// whatever the budget, so a burst catches up (3 packets gained per live
+// one) even when a starved CPU has used the budget up at the first write.
+const gopBurstMin = 4
+
+// catchUp is one sink being sent the cached GOP: gen is the GOP, next the
+// index of the next packet to send. Forwarder goroutine only.
+type catchUp struct {
+	t    *sinkTrack
+	gen  uint32
+	next int
+}
+
+// serve continues cu's burst until the sink has caught up with the live
+// packets (done), or until deadline (not done: the forwarder resumes it
+// after its next packet). Every cached packet but the last is sent held
+// (the sink keeps dropping live packets); the last is the packet the
+// forwarder just received and dropped for this sink, so once it is sent
+// the sink is live with no gap and no duplicate. The sink waits for a
+// keyframe (waitingForKey) until then, so the publisher's keyframe re-ask
+// goes on meanwhile: a burst still unfinished after keyframeInterval (a
+// starved CPU) gets a live keyframe asked for, which overtakes it, and a
+// sink whose GOP went away mid-burst (outgrown, too old) is left to that.
+func (c *gopCache) serve(cu *catchUp, codec *webrtc.RTPCodecParameters, scratch *rtp.Packet, out *rtp.Header, deadline time.Time) (done bool) {
+	sent := 0
+	t := cu.t
+	if !t.holding() {
+		return true // went live on a live keyframe
+	}
+	if cu.next == 0 {
+		cu.gen = c.gen
+	}
+	if !c.servable() || cu.gen != c.gen {
+		return true
+	}
+	for cu.next < len(c.pkts) {
+		if sent >= gopBurstMin && time.Now().After(deadline) {
+			return false
+		}
+		sent++
+		g := &c.pkts[cu.next]
+		last := cu.next == len(c.pkts)-1
 		scratch.Header = rtp.Header{Version: 2, Marker: g.marker, SequenceNumber: g.seq, Timestamp: g.ts, SSRC: c.ssrc}
 		scratch.Payload = c.arena[g.off : g.off+g.n]
-		if !t.write(scratch, codec, i == 0, out) {
-			return i
+		mode := sendHeld
+		if last {
+			mode = sendLast
 		}
+		if !t.send(scratch, codec, cu.next == 0 || last, mode, out) {
+			return true // not ready or gone: if it comes back, it is served anew
+		}
+		cu.next++
 	}
-	return len(c.pkts)
+	return true
 }

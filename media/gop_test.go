@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 // The cache starts a GOP at a keyframe, keeps the packets of the same
@@ -40,5 +41,70 @@ func TestGOPCache(t *testing.T) {
 		c.put(pkt(10, 1000, 1200), false)
 	}); allocs > 2 { // the two test packets themselves
 		t.Fatalf("put allocates %v per run once warm", allocs)
+	}
+}
+
+// recordWriter stands where Pion's SRTP write stream is and keeps the
+// sequence numbers written.
+type recordWriter struct{ seqs *[]uint16 }
+
+func (w recordWriter) WriteRTP(h *rtp.Header, p []byte) (int, error) {
+	*w.seqs = append(*w.seqs, h.SequenceNumber)
+	return len(p), nil
+}
+func (w recordWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// A joiner's GOP burst, spread over the following live packets
+// (gopBurstBudget; here the budget is always spent, so each live packet
+// carries gopBurstMin burst packets), hands over to the live stream with no
+// gap and no repeat; a sink already live sees every live packet once.
+func TestGOPBurstPaced(t *testing.T) {
+	vp8 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
+	f := &forwarder{kind: webrtc.RTPCodecTypeVideo, codec: vp8, ck: codecVP8, gop: newGOPCache(time.Minute), burstBudget: -1}
+	var liveSeqs, joinSeqs []uint16
+	sink := func(seqs *[]uint16) *sinkTrack {
+		s := newSinkTrack(webrtc.RTPCodecTypeVideo, "s")
+		s.bound.Store(&binding{ssrc: 9, stream: recordWriter{seqs}, codecs: []webrtc.RTPCodecParameters{vp8}})
+		s.ready.Store(true)
+		f.addSink(s)
+		return s
+	}
+	live := sink(&liveSeqs)
+	var out rtp.Header
+	var scratch rtp.Packet
+	forward := func(seq uint16) {
+		payload := []byte{0x10, 0x01, 0, 0} // VP8 descriptor S=1, inter frame
+		if seq == 100 {
+			payload[1] = 0x00 // the keyframe
+		}
+		p := &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 7}, Payload: payload}
+		key := isKeyframeStart(f.ck, p.Payload)
+		f.gop.put(p, key)
+		for _, s := range f.sinkList() {
+			s.write(p, &f.codec, key, &out)
+		}
+		f.serveWaiting(f.sinkList(), &scratch, &out)
+	}
+	seq := uint16(100)
+	for ; seq < 160; seq++ {
+		forward(seq)
+	}
+	joiner := sink(&joinSeqs)
+	for ; seq < 200; seq++ {
+		forward(seq)
+		if seq == 160 && len(joinSeqs) != gopBurstMin {
+			t.Fatalf("first live packet after the join carried %d burst packets, want %d", len(joinSeqs), gopBurstMin)
+		}
+	}
+	if joiner.holding() || len(f.catching) != 0 {
+		t.Fatal("the burst never caught up")
+	}
+	for i, s := range joinSeqs {
+		if s != uint16(100+i) {
+			t.Fatalf("joiner's packet %d has seq %d, want %d (all: %v)", i, s, 100+i, joinSeqs)
+		}
+	}
+	if len(joinSeqs) != 100 || len(liveSeqs) != 100 || live.holding() {
+		t.Fatalf("joiner got %d packets, live sink %d, want 100 each", len(joinSeqs), len(liveSeqs))
 	}
 }

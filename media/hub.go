@@ -1,6 +1,7 @@
 package media
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,10 @@ type forwarder struct {
 	// gop keeps the current group of pictures of a video track for
 	// viewers that join (nil: audio, or the cache is disabled).
 	gop *gopCache
+	// catching are the sinks being sent the GOP (forwarder goroutine only).
+	catching []catchUp
+	// burstBudget replaces gopBurstBudget when not 0 (tests).
+	burstBudget time.Duration
 }
 
 func newHub(room string) *hub {
@@ -131,18 +136,56 @@ func (f *forwarder) sinkList() []*sinkTrack {
 }
 
 // parallelSinks is the audience from which a track's packets are written
-// by two goroutines, each to half of the viewers. A write costs 10-30 us
-// (SRTP, interceptors, sendto), so with 50 viewers the last one would get
-// its copy a millisecond after the first; splitting halves that when a
-// second core is free, for two goroutine wake-ups per packet, which only
-// pay off for a large audience.
-const parallelSinks = 16
+// by several goroutines, shardSinks viewers each, at most one per core the
+// runtime uses (GOMAXPROCS; at least two, as before). A write costs 10-30 us
+// (SRTP, interceptors, sendto, which on loopback also runs the receiver's
+// network stack), so with 50 viewers written one after another the last
+// gets its copy more than a millisecond after the first, and a keyframe's
+// packets queue behind each other. Shards of 8 bound one goroutine's share
+// of a packet to ~0.2 ms; the Go scheduler spreads them over the cores and
+// a writer blocked in sendto no longer holds the others back. Below 16
+// viewers one goroutine is cheaper than the wake-ups.
+const (
+	parallelSinks = 16
+	shardSinks    = 8
+)
 
-// fanJob is the second half of one packet's fan-out.
+// fanJob is one shard of one packet's fan-out.
 type fanJob struct {
 	pkt   *rtp.Packet
 	key   bool
 	sinks []*sinkTrack
+}
+
+// fanPool is a forwarder's writer goroutines; the forwarder hands each a
+// shard of a packet's sinks and writes the first shard itself. The jobs go
+// by value through unbuffered-per-helper channels: nothing is allocated
+// per packet.
+type fanPool struct {
+	jobs []chan fanJob
+	done chan struct{}
+}
+
+// grow makes sure the pool has at least n helpers.
+func (p *fanPool) grow(f *forwarder, n int) {
+	if p.done == nil {
+		// Buffered so helpers never wait for the forwarder to collect.
+		p.done = make(chan struct{}, 64)
+	}
+	for len(p.jobs) < n {
+		c := make(chan fanJob, 1)
+		p.jobs = append(p.jobs, c)
+		go f.helper(c, p.done)
+	}
+}
+
+func (p *fanPool) close() {
+	for _, c := range p.jobs {
+		close(c)
+	}
+	for range p.jobs {
+		<-p.done
+	}
 }
 
 // run is the forwarding loop of one publisher track. It owns buf, pkt, out
@@ -151,16 +194,10 @@ func (f *forwarder) run(s *session) {
 	buf := make([]byte, 1500)
 	var pkt, burst rtp.Packet
 	var out rtp.Header
-	var (
-		jobs chan fanJob
-		done chan struct{}
-	)
-	defer func() {
-		if jobs != nil {
-			close(jobs)
-			<-done
-		}
-	}()
+	var pool fanPool
+	defer pool.close()
+	// More writers than the runtime runs at once only add switches.
+	writers := max(2, runtime.GOMAXPROCS(0))
 	for {
 		n, _, err := f.remote.Read(buf)
 		if err != nil {
@@ -188,42 +225,73 @@ func (f *forwarder) run(s *session) {
 			f.serveWaiting(sinks, &burst, &out)
 			continue
 		}
-		if jobs == nil {
-			jobs, done = make(chan fanJob), make(chan struct{})
-			go f.helper(jobs, done)
+		// pkt (and buf under it) stays untouched until every helper is done.
+		shards := min((len(sinks)+shardSinks-1)/shardSinks, writers)
+		size := (len(sinks) + shards - 1) / shards
+		pool.grow(f, shards-1)
+		for i := 1; i < shards; i++ {
+			pool.jobs[i-1] <- fanJob{pkt: &pkt, key: key, sinks: sinks[min(i*size, len(sinks)):min((i+1)*size, len(sinks))]}
 		}
-		// pkt (and buf under it) stays untouched until the helper is done.
-		half := len(sinks) / 2
-		jobs <- fanJob{pkt: &pkt, key: key, sinks: sinks[half:]}
-		for _, t := range sinks[:half] {
+		for _, t := range sinks[:size] {
 			t.write(&pkt, &f.codec, key, &out)
 		}
-		<-done
+		for i := 1; i < shards; i++ {
+			<-pool.done
+		}
 		f.serveWaiting(sinks, &burst, &out)
 	}
 }
 
-// serveWaiting sends the cached GOP to every sink still waiting for a
-// keyframe once the packet just received has gone to all the others, so a
-// burst delays their next packet, never this one. The cache holds that
-// packet as its last, and the waiting sinks dropped it, so each burst ends
-// exactly where the live packets resume: no gap, no duplicate. Running here,
-// on the forwarder goroutine, is what makes that handoff exact without a
-// lock; the price is one burst's writes (bounded by the cache's limits)
-// between two packets of this track.
+// serveWaiting sends the cached GOP to the sinks waiting for a keyframe,
+// once the packet just received has gone to all the others, so a burst
+// delays their next packet, never this one, and by at most gopBurstBudget:
+// a burst longer than that goes on after the next packets (gopCache.serve).
+// The cache holds the packet just received as its last, and the waiting
+// sinks dropped it, so each burst ends exactly where the live packets
+// resume: no gap, no duplicate. Running here, on the forwarder goroutine,
+// is what makes that handoff exact without a lock.
 func (f *forwarder) serveWaiting(sinks []*sinkTrack, scratch *rtp.Packet, out *rtp.Header) {
-	if f.gop == nil || !f.gop.servable() {
+	if f.gop == nil {
 		return
 	}
-	for _, t := range sinks {
-		if t.waitingForKey() {
-			f.gop.burst(t, &f.codec, scratch, out)
+	if f.gop.servable() {
+		for _, t := range sinks {
+			if t.waitingForKey() && !f.catchingUp(t) {
+				f.catching = append(f.catching, catchUp{t: t})
+			}
 		}
 	}
+	if len(f.catching) == 0 {
+		return
+	}
+	budget := gopBurstBudget
+	if f.burstBudget != 0 {
+		budget = f.burstBudget
+	}
+	deadline := time.Now().Add(budget)
+	kept := f.catching[:0]
+	for i := range f.catching {
+		cu := f.catching[i]
+		if cu.t.src.Load() == f && !f.gop.serve(&cu, &f.codec, scratch, out, deadline) {
+			kept = append(kept, cu)
+		}
+	}
+	clear(f.catching[len(kept):])
+	f.catching = kept
 }
 
-// helper writes the second half of each packet's sinks, then signals done;
-// it exits, signalling done once more, when jobs is closed.
+// catchingUp reports whether t's burst is under way.
+func (f *forwarder) catchingUp(t *sinkTrack) bool {
+	for i := range f.catching {
+		if f.catching[i].t == t {
+			return true
+		}
+	}
+	return false
+}
+
+// helper writes the shards it is given, signalling done after each; it
+// exits, signalling done once more, when jobs is closed.
 func (f *forwarder) helper(jobs <-chan fanJob, done chan<- struct{}) {
 	var out rtp.Header
 	for j := range jobs {

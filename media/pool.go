@@ -53,7 +53,10 @@ type slot struct {
 	local, public int
 	conn          *countingConn
 	mux           *ice.UDPMuxDefault
-	holders       map[string]PortHolder
+	// apis holds the Pion APIs built on mux (engine.go apiFor), replaced
+	// with the mux.
+	apis    *leaseAPIs
+	holders map[string]PortHolder
 	// totals of sockets closed earlier on this port, so the port's counters
 	// survive its leases.
 	packetsIn, bytesIn uint64
@@ -69,6 +72,8 @@ type portLease struct {
 	once      sync.Once
 	// Mux is the ICE UDP mux to hand to the session's SettingEngine.
 	Mux ice.UDPMux
+	// apis is the slot's API cache for this mux.
+	apis *leaseAPIs
 	// LocalPort and PublicPort are the port numbers on this host and as the
 	// router forwards them.
 	LocalPort, PublicPort int
@@ -172,6 +177,7 @@ func (p *portPool) Acquire(sessionID, room string, role Role, onPacket func(port
 				Logger:  p.cfg.LoggerFactory.NewLogger("ice-mux"),
 				Net:     p.muxNet(),
 			})
+			c.apis = &leaseAPIs{}
 		}
 		s = c
 		break
@@ -187,7 +193,7 @@ func (p *portPool) Acquire(sessionID, room string, role Role, onPacket func(port
 	if onPacket != nil {
 		s.conn.addListener(sessionID, onPacket)
 	}
-	return &portLease{pool: p, slot: s, sessionID: sessionID, Mux: s.mux, LocalPort: s.local, PublicPort: s.public, conn: s.conn}, nil
+	return &portLease{pool: p, slot: s, sessionID: sessionID, Mux: s.mux, apis: s.apis, LocalPort: s.local, PublicPort: s.public, conn: s.conn}, nil
 }
 
 // muxNet is the transport.Net the mux uses to list interface addresses
@@ -253,7 +259,7 @@ func (p *portPool) release(l *portLease) error {
 	// Closed under the lock (closing a socket does not block): the port is
 	// bindable again before any Acquire can pick this slot.
 	err := s.mux.Close()
-	s.mux, s.conn = nil, nil
+	s.mux, s.conn, s.apis = nil, nil, nil
 	return err
 }
 

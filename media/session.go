@@ -139,19 +139,10 @@ func (s *session) setupLocked(ctx context.Context) (*Answer, error) {
 		return nil, err
 	}
 	s.lease = lease
-	se, err := s.e.settingEngine(lease)
+	api, err := s.e.apiFor(lease, s.role)
 	if err != nil {
 		return nil, err
 	}
-	reg := s.e.pubRegistry
-	if s.role == RoleViewer {
-		reg = s.e.viewRegistry
-	}
-	api := webrtc.NewAPI(
-		webrtc.WithMediaEngine(s.e.mediaEngine),
-		webrtc.WithInterceptorRegistry(reg),
-		webrtc.WithSettingEngine(*se),
-	)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{Certificates: []webrtc.Certificate{s.e.cert}})
 	if err != nil {
 		return nil, err

@@ -44,6 +44,9 @@ type sinkTrack struct {
 	// needKey is set while a video sink waits for a keyframe: after it
 	// attaches to a publisher, nothing else can be decoded.
 	needKey bool
+	// held is set while a GOP burst to this sink is unfinished (its
+	// packets went out held, sendHeld).
+	held bool
 	// waiting mirrors needKey for readers that must not take mu: the
 	// forwarder deciding whom to serve from its GOP cache, and the
 	// publisher's keyframe re-ask deciding whether to ask again.
@@ -202,8 +205,16 @@ func (t *sinkTrack) resetSource() {
 	t.mu.Lock()
 	t.srcSSRC = 0
 	t.needKey = t.kind == webrtc.RTPCodecTypeVideo
+	t.held = false
 	t.waiting.Store(t.needKey)
 	t.mu.Unlock()
+}
+
+// holding reports whether the sink still drops live video until a keyframe.
+func (t *sinkTrack) holding() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.needKey
 }
 
 // waitingForKey reports whether the sink could take a keyframe now and is
@@ -226,12 +237,32 @@ func tsGap(kind webrtc.RTPCodecType) uint32 {
 // not ready or the packet was dropped (waiting for a keyframe, codec the
 // viewer did not offer).
 func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe bool, out *rtp.Header) bool {
+	return t.send(p, src, keyframe, sendLive, out)
+}
+
+// sendMode tells a live packet from the packets of a GOP burst.
+type sendMode uint8
+
+const (
+	// sendLive: a packet as it arrives; dropped while the sink waits for a
+	// keyframe, unless it starts one.
+	sendLive sendMode = iota
+	// sendHeld: a burst packet before the last, written although the sink
+	// waits and leaving it waiting, so live packets stay dropped until the
+	// burst has caught up with them.
+	sendHeld
+	// sendLast: the burst's last packet, the one the forwarder just
+	// received; from it on the sink is live.
+	sendLast
+)
+
+func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe bool, mode sendMode, out *rtp.Header) bool {
 	b := t.bound.Load()
 	if b == nil || !t.ready.Load() {
 		return false
 	}
 	t.mu.Lock()
-	if t.needKey && !keyframe {
+	if t.needKey && !keyframe && mode == sendLive {
 		t.mu.Unlock()
 		return false
 	}
@@ -240,7 +271,17 @@ func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyfram
 		t.mu.Unlock()
 		return false
 	}
-	if t.needKey {
+	switch {
+	case mode == sendHeld:
+		t.held = true
+	case t.needKey:
+		if mode == sendLive && t.held {
+			// A live keyframe overtook an unfinished burst: the sink
+			// jumps to it, its stream rebased as on a source switch so
+			// the burst's untransmitted tail is no gap to NACK.
+			t.srcSSRC = 0
+		}
+		t.held = false
 		t.needKey = false
 		t.waiting.Store(false)
 	}
