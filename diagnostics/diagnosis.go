@@ -395,6 +395,13 @@ func mappingHop(f sessionFacts, o Options) (api.Hop, *api.Verdict) {
 		h.Detail = fmt.Sprintf("first packet on %s, %s after the answer", e.Detail, e.At.Sub(f.first["answer"].At).Round(time.Millisecond))
 		return h, nil
 	}
+	if f.transport() == "tcp" {
+		// ICE-TCP on the HTTP port bypassed the UDP mapping: it is not
+		// broken as far as this session can tell, just unused.
+		h.Status = api.StatusOK
+		h.Detail = fmt.Sprintf("no UDP packet reached local UDP %d; media over ICE-TCP on the HTTP port instead", local)
+		return h, nil
+	}
 	waited := f.since("answer")
 	if !f.ended && waited < o.NoPacketAfter {
 		h.Status = api.StatusPending
@@ -655,9 +662,41 @@ func outKinds(f sessionFacts) []string {
 	return ks
 }
 
+// transport is the detail of the last "transport" event: "udp" or "tcp",
+// the transport ICE's selected pair runs over now; empty before one.
+func (f sessionFacts) transport() string {
+	tr := ""
+	for _, e := range f.s.Events {
+		if e.Kind == "transport" {
+			tr = e.Detail
+		}
+	}
+	return tr
+}
+
 // healthyVerdict is the verdict when every hop passed: media flowed. A
-// session that then dropped is still reported, with what ended it.
+// session that then dropped is still reported, with what ended it. Media
+// over ICE-TCP is healthy too, but the verdict says so and why.
 func healthyVerdict(f sessionFacts) *api.Verdict {
+	v := healthyUDPVerdict(f)
+	if v.Status != api.StatusOK || f.transport() != "tcp" {
+		return v
+	}
+	local, public := f.s.Lease.LocalPort, orNone(f.s.Lease.PublicAddr)
+	why := "no UDP check from the client arrived"
+	v.Fix = fmt.Sprintf("TCP works but stalls on every lost packet (head-of-line blocking): forward UDP %s -> this host:%d (and the rest of --public-ports) so that clients use UDP; "+
+		"if other clients of this server get UDP, this client's network blocks UDP (corporate, guest or hotel networks often do) and TCP is the best it can have", public, local)
+	if f.has("first-packet") {
+		why = "UDP packets arrived, but the client's ICE chose its TCP pair"
+		v.Fix = "UDP reaches this host, so the forward works: the client's ICE preferred TCP (its UDP checks may not get answers back, or it has no UDP route); check the client's firewall and that replies leave through the same mapping"
+	}
+	v.Headline = "media flowed over TCP (ICE-TCP on the HTTP port): " + why + strings.TrimPrefix(v.Headline, "media flowed")
+	v.Evidence = append(v.Evidence, nonEmpty([]string{f.evidence("transport"), f.evidence("tcp-fallback")})...)
+	return v
+}
+
+// healthyUDPVerdict is healthyVerdict without the transport.
+func healthyUDPVerdict(f sessionFacts) *api.Verdict {
 	v := &api.Verdict{Status: api.StatusOK, ID: VerdictOK, Headline: "media flowed"}
 	if !f.ended {
 		if f.s.State == store.StateDisconnected {

@@ -200,3 +200,58 @@ func TestDiagnoseRevised(t *testing.T) {
 		}
 	}
 }
+
+// TestDiagnoseTCP: a session whose media runs over ICE-TCP, with no UDP
+// packet on its lease, is healthy, and the verdict says it is over TCP,
+// why, and how to get UDP back; the mapping hop is not blamed.
+func TestDiagnoseTCP(t *testing.T) {
+	tcpNote := "media over TCP: no UDP packet ever reached local UDP 10111 (no UDP check arrived: the client's network blocks UDP, or the UDP forward is missing); ICE-TCP on the HTTP port, public 51.161.209.200:18443"
+	overTCP := []ev{offer, answer, {250, "ice-checking", ""}, {300, "ice-connected", ""}, {300, "transport", "tcp"}, {300, "tcp-fallback", tcpNote}, dtlsOK, conn, {600, "first-rtp-in", ""}}
+	for _, tc := range []struct {
+		name     string
+		s        store.Session
+		headline []string
+		fix      []string
+	}{
+		{"no UDP check arrived", rec(store.RolePublisher, store.StateConnected, overTCP...),
+			[]string{"media flowed over TCP", "ICE-TCP on the HTTP port", "no UDP check from the client arrived"},
+			[]string{"forward UDP 51.161.209.200:20111 -> this host:10111", "this client's network blocks UDP"}},
+		{"ended: the reason follows", rec(store.RolePublisher, store.StateClosed, append(overTCP, ev{5000, "closed", "client sent DELETE"})...),
+			[]string{"media flowed over TCP", "no UDP check from the client arrived; the session ended: client sent DELETE"},
+			[]string{"forward UDP"}},
+		{"UDP arrived but the client chose TCP", rec(store.RolePublisher, store.StateConnected, append([]ev{packet}, overTCP...)...),
+			[]string{"media flowed over TCP", "UDP packets arrived, but the client's ICE chose its TCP pair"},
+			[]string{"the forward works"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Diagnose(tc.s, Options{Now: t0.Add(10 * time.Second)})
+			v := d.Verdict
+			if v.Status != api.StatusOK || v.ID != VerdictOK || v.Hop != "" {
+				t.Fatalf("verdict %+v, want ok; hops %+v", v, d.Hops)
+			}
+			for _, want := range tc.headline {
+				if !strings.Contains(v.Headline, want) {
+					t.Errorf("headline %q lacks %q", v.Headline, want)
+				}
+			}
+			for _, want := range tc.fix {
+				if !strings.Contains(v.Fix, want) {
+					t.Errorf("fix %q lacks %q", v.Fix, want)
+				}
+			}
+			if ev := strings.Join(v.Evidence, "\n"); !strings.Contains(ev, "transport: tcp") || !strings.Contains(ev, "tcp-fallback: "+tcpNote) {
+				t.Errorf("evidence %q lacks the transport and the tcp-fallback note", v.Evidence)
+			}
+			for _, h := range d.Hops {
+				if h.Status != api.StatusOK {
+					t.Errorf("hop %s: %s (%s)", h.Name, h.Status, h.Detail)
+				}
+			}
+		})
+	}
+	// Over UDP the verdict stays as it was.
+	d := Diagnose(rec(store.RolePublisher, store.StateConnected, offer, answer, packet, iceOK, ev{300, "transport", "udp"}, dtlsOK, conn, ev{600, "first-rtp-in", ""}), Options{Now: t0.Add(time.Second)})
+	if d.Verdict.Headline != "media flowed" || d.Verdict.Fix != "" {
+		t.Fatalf("UDP verdict %+v", d.Verdict)
+	}
+}

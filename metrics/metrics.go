@@ -33,6 +33,9 @@ type Metrics struct {
 	failures *prometheus.CounterVec
 	closed   *prometheus.CounterVec
 
+	// byTransport counts each session once, by the transport ICE selected.
+	byTransport *prometheus.CounterVec
+
 	sessionsDesc *prometheus.Desc
 	portsDesc    *prometheus.Desc
 	capDesc      *prometheus.Desc
@@ -78,11 +81,15 @@ func New(reg *prometheus.Registry, st store.Store, opts diagnostics.Options) (*M
 			Namespace: "pinhole", Name: "sessions_closed_total",
 			Help: "Ended sessions by role.",
 		}, []string{"role"}),
+		byTransport: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "pinhole", Name: "sessions_by_transport_total",
+			Help: "Sessions by the transport ICE first selected: udp, or tcp (ICE-TCP on the HTTP port, when no UDP check got through).",
+		}, []string{"transport"}),
 		sessionsDesc: prometheus.NewDesc("pinhole_sessions", "Sessions in the store by role and state (closed ones while retained).", []string{"role", "state"}, nil),
 		portsDesc:    prometheus.NewDesc("pinhole_ports", "UDP ports of the range by lease state.", []string{"state"}, nil),
 		capDesc:      prometheus.NewDesc("pinhole_session_capacity", "Sessions that can still be leased (free) and in all (total).", []string{"kind"}, nil),
 	}
-	for _, c := range []prometheus.Collector{m.setup, m.connect, m.packets, m.bytes, m.failures, m.closed, m} {
+	for _, c := range []prometheus.Collector{m.setup, m.connect, m.packets, m.bytes, m.failures, m.closed, m.byTransport, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -90,6 +97,9 @@ func New(reg *prometheus.Registry, st store.Store, opts diagnostics.Options) (*M
 	for _, d := range []string{"in", "out"} {
 		m.packets.WithLabelValues(d)
 		m.bytes.WithLabelValues(d)
+	}
+	for _, tr := range []string{"udp", "tcp"} {
+		m.byTransport.WithLabelValues(tr)
 	}
 	return m, nil
 }
@@ -111,6 +121,13 @@ func (m *Metrics) Observe(before, after store.Session) {
 	if !hasEvent(before, "answer") {
 		if at, ok := eventAt(after, "answer"); ok {
 			m.setup.Observe(at.Sub(after.CreatedAt).Seconds())
+		}
+	}
+	// Once per session: the engine emits "transport" again only when an
+	// ICE restart changes it, and a session counts where it first ran.
+	if !hasEvent(before, "transport") {
+		if tr, ok := eventDetail(after, "transport"); ok && (tr == "udp" || tr == "tcp") {
+			m.byTransport.WithLabelValues(tr).Inc()
 		}
 	}
 	if after.State == store.StateConnected && before.State != store.StateConnected && !everConnected(before) {
@@ -140,6 +157,16 @@ func eventAt(s store.Session, kind string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// eventDetail is the detail of the first event of kind.
+func eventDetail(s store.Session, kind string) (string, bool) {
+	for _, e := range s.Events {
+		if e.Kind == kind {
+			return e.Detail, true
+		}
+	}
+	return "", false
 }
 
 func everConnected(s store.Session) bool {

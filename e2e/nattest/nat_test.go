@@ -522,6 +522,8 @@ func TestNATHelperProcess(t *testing.T) {
 		emit(clientMain(t))
 	case "tcpclient":
 		emit(tcpClientMain(t))
+	case "tcppublisher":
+		tcpPublisherMain(t)
 	case "turn":
 		if err := turnServer(); err != nil {
 			t.Fatal(err)

@@ -117,6 +117,9 @@ func TestTCPFallback(t *testing.T) {
 						t.Fatalf("tcp-fallback note %q", note)
 					}
 					t.Logf("%s: %s", d.Role, note)
+					if d.Verdict.Status != api.StatusOK || !strings.Contains(d.Verdict.Summary, "media flowed over TCP") || !strings.Contains(d.Verdict.Fix, "forward UDP") {
+						t.Fatalf("verdict %+v, want ok over TCP with a fix", d.Verdict)
+					}
 				}
 				t.Logf("%s %s: transport %s, selected %s, verdict %s", d.Role, id, got, d.Selected, d.Verdict.Summary)
 			}
