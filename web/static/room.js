@@ -4,7 +4,7 @@
 // list; live getStats() figures and the leased port of every peer.
 import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtBitrate, fmtDateTime, secondsSince, shortId, setTitle } from './dom.js';
 import { request, getJSON, errorBox, enc, UserError, adminToken } from './api.js';
-import { Peer, mediaError, videoCodecs } from './rtc.js';
+import { Peer, mediaError, videoCodecs, mark } from './rtc.js';
 
 const REFRESH_MS = 1000; // participants, without the event stream: a new publisher should appear within a second
 const STREAM_REFRESH_MS = 10000; // with the event stream open the poll is only a safety net
@@ -111,7 +111,12 @@ export function mount(root, { params }) {
     events.onerror = () => {
       streamOpen = false;
     };
-    for (const t of ROOM_EVENTS) events.addEventListener(t, () => poller.now());
+    for (const t of ROOM_EVENTS) {
+      events.addEventListener(t, () => {
+        mark(`room.${t}`);
+        poller.now();
+      });
+    }
   }
   window.addEventListener('pagehide', () => events && events.close(), { once: true });
 
@@ -274,6 +279,7 @@ export function mount(root, { params }) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       if (card.peer || publishPending) return;
+      mark('publisher.click');
       errors.replaceChildren();
       setBusy(true);
       setTr(status, 'status.starting');
@@ -284,6 +290,7 @@ export function mount(root, { params }) {
         end('pub.idle');
         return;
       }
+      mark('publisher.media');
       refreshDevices().catch(() => {});
       if (stream.getVideoTracks().length) {
         preview.srcObject = stream;
@@ -381,6 +388,7 @@ export function mount(root, { params }) {
     p.start = async () => {
       if (p.peer) return;
       p.started = true;
+      mark('viewer.start');
       status.hidden = false;
       errors.replaceChildren();
       first.hidden = true;
@@ -399,15 +407,20 @@ export function mount(root, { params }) {
         else if (s === 'connecting' || s === 'new') setTr(status, 'status.connecting');
       };
       peer.ontrack = (stream) => {
+        mark('viewer.track');
         if (video.srcObject !== stream) video.srcObject = stream;
         mute.disabled = false;
         video.play().catch(() => {
           // Autoplay refused (not muted): the user presses play.
         });
-        const onFrame = () => {
+        const onFrame = (now, meta) => {
           if (peer !== p.peer || video.dataset.firstFrameAt) return;
+          // When the frame went to the compositor, not when this callback
+          // runs (up to a display refresh later); loadeddata has no such time.
+          const at = meta && meta.presentationTime ? meta.presentationTime : performance.now();
+          mark('viewer.frame', at);
           // Epoch milliseconds: the browser test compares it with the publish click.
-          video.dataset.firstFrameAt = String(Date.now());
+          video.dataset.firstFrameAt = String(Math.round(performance.timeOrigin + at));
           first.hidden = false;
           setTr(first, 'player.firstFrame', { ms: Math.round(performance.now() - t0) });
           setTr(status, 'status.watching');

@@ -14,7 +14,21 @@ import { request, getJSON, UserError, enc } from './api.js';
 const GATHER_TIMEOUT_MS = 4000;
 const STATS_MS = 1000; // one getStats() per second per peer: live without cost
 const SESSION_MS = 3000;
-const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway // lease and server-side state change rarely
+const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway
+
+/**
+ * mark records a stage of setting up a peer as a performance mark named
+ * pinhole.<what>, now or at the given performance.now() time: the browser
+ * test reads them for its per-stage table of publish click to first frame,
+ * and a user's DevTools timeline shows them.
+ */
+export function mark(what, at) {
+  try {
+    performance.mark(`pinhole.${what}`, at === undefined ? undefined : { startTime: at });
+  } catch {
+    // No User Timing (very old browser): nothing to record.
+  }
+}
 
 /**
  * waitGathering waits until pc has gathered all candidates, or ms passed.
@@ -119,7 +133,9 @@ export class Peer {
     const pc = this.build(stream, codec);
     this.pc = pc;
     await pc.setLocalDescription(await pc.createOffer());
+    this.mark('offer');
     await waitGathering(pc);
+    this.mark('gathered');
     if (this.stopped) return;
     this.emit('onstate', 'sending');
     const base = this.role === 'publisher' ? '/whip/' : '/whep/';
@@ -132,6 +148,7 @@ export class Peer {
     const loc = res.headers.get('Location');
     this.participantId = res.headers.get('Pinhole-Participant-Id') || '';
     const answer = await res.text();
+    this.mark('answer');
     if (loc) {
       this.resourceUrl = new URL(loc, location.href).href;
       this.sessionId = sessionIdFrom(loc);
@@ -158,7 +175,14 @@ export class Peer {
     pc.addEventListener('connectionstatechange', () => {
       if (pc !== this.pc) return;
       this.emit('onstate', pc.connectionState);
+      if (pc.connectionState === 'connected') this.mark('connected');
       if (pc.connectionState === 'failed') this.failed();
+    });
+    pc.addEventListener('icecandidate', (ev) => {
+      if (pc === this.pc && ev.candidate) this.mark('candidate');
+    });
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc === this.pc && pc.iceConnectionState === 'connected') this.mark('ice');
     });
     if (this.role === 'publisher') {
       for (const track of stream.getTracks()) {
@@ -175,6 +199,10 @@ export class Peer {
       });
     }
     return pc;
+  }
+
+  mark(stage) {
+    mark(`${this.role}.${stage}`);
   }
 
   emit(name, ...args) {
