@@ -15,6 +15,13 @@ const GATHER_TIMEOUT_MS = 4000;
 const STATS_MS = 1000; // one getStats() per second per peer: live without cost
 const SESSION_MS = 3000;
 const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway
+// A spare peer is replaced after SPARE_MAX_AGE_MS: its candidates are the
+// host's addresses when it was made, and a laptop changes networks. A
+// minute keeps that window short for one idle connection's cost.
+const SPARE_MAX_AGE_MS = 60000;
+// SPARE_REFILL_MS is how long after a spare is taken the next one is made:
+// not while the taken one sets up, whose offer and DTLS need the CPU.
+const SPARE_REFILL_MS = 3000;
 
 /**
  * mark records a stage of setting up a peer as a performance mark named
@@ -119,6 +126,7 @@ export class Peer {
     this.ended = false; // onfailed or onended was emitted
     this.timers = [];
     this.prev = null;
+    this.offered = null; // the promise of offer()
     this.onPageHide = () => this.stop(true);
   }
 
@@ -130,12 +138,10 @@ export class Peer {
     if (!window.RTCPeerConnection) throw new UserError('err.unsupported');
     this.emit('onstate', 'gathering');
     window.addEventListener('pagehide', this.onPageHide);
-    const pc = this.build(stream, codec);
-    this.pc = pc;
-    await pc.setLocalDescription(await pc.createOffer());
-    this.mark('offer');
-    await waitGathering(pc);
-    this.mark('gathered');
+    if (!this.pc) this.pc = this.build();
+    const pc = this.pc;
+    if (this.role === 'publisher') this.addMedia(stream, codec);
+    await this.offer();
     if (this.stopped) return;
     this.emit('onstate', 'sending');
     const base = this.role === 'publisher' ? '/whip/' : '/whep/';
@@ -164,8 +170,44 @@ export class Peer {
     if (this.sessionId) this.loop(() => this.fetchSession(), SESSION_MS);
   }
 
-  // build makes the RTCPeerConnection with its transceivers and handlers.
-  build(stream, codec) {
+  /**
+   * warm does ahead of start what does not depend on the media or on the
+   * publisher to follow: the connection is made and gathers its candidates
+   * (its candidate pool), and a viewer's recvonly offer is made and
+   * gathered, so that start only POSTs. The room page keeps one warm peer
+   * of each role (Spare).
+   */
+  warm() {
+    if (this.pc || this.stopped || !window.RTCPeerConnection) return;
+    this.pc = this.build();
+    if (this.role === 'viewer') this.offer().catch(() => {});
+  }
+
+  // offer makes the offer and waits for gathering, once per peer.
+  offer() {
+    if (!this.offered) {
+      const pc = this.pc;
+      this.offered = (async () => {
+        await pc.setLocalDescription(await pc.createOffer());
+        this.mark('offer');
+        await waitGathering(pc);
+        this.mark('gathered');
+      })();
+    }
+    return this.offered;
+  }
+
+  // addMedia adds a publisher's tracks, each on a sendonly transceiver.
+  addMedia(stream, codec) {
+    for (const track of stream.getTracks()) {
+      const tr = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      if (track.kind === 'video') preferCodec(tr, codec);
+    }
+  }
+
+  // build makes the RTCPeerConnection with its handlers, and a viewer's
+  // transceivers.
+  build() {
     // iceCandidatePoolSize 1 starts gathering as the connection is made.
     // Without it Chromium, on a host whose only interface is loopback,
     // sometimes never gathers at all: its network list can arrive before
@@ -178,18 +220,10 @@ export class Peer {
       if (pc.connectionState === 'connected') this.mark('connected');
       if (pc.connectionState === 'failed') this.failed();
     });
-    pc.addEventListener('icecandidate', (ev) => {
-      if (pc === this.pc && ev.candidate) this.mark('candidate');
-    });
     pc.addEventListener('iceconnectionstatechange', () => {
       if (pc === this.pc && pc.iceConnectionState === 'connected') this.mark('ice');
     });
-    if (this.role === 'publisher') {
-      for (const track of stream.getTracks()) {
-        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-        if (track.kind === 'video') preferCodec(tr, codec);
-      }
-    } else {
+    if (this.role === 'viewer') {
       pc.addTransceiver('video', { direction: 'recvonly' });
       pc.addTransceiver('audio', { direction: 'recvonly' });
       const remote = new MediaStream();
@@ -311,6 +345,51 @@ export class Peer {
       Promise.race([answered, new Promise((r) => setTimeout(r, DELETE_WAIT_MS))]).then(close);
     }
     this.emit('onstate', 'closed');
+  }
+}
+
+/**
+ * Spare keeps one warm Peer of a role for a room (Peer.warm): a click on
+ * publish, or a room event announcing a publisher, then starts a peer
+ * whose connection exists and whose candidates are gathered, which takes
+ * 100-200 ms off the path to the first frame.
+ */
+export class Spare {
+  constructor(role, room) {
+    this.role = role;
+    this.room = room;
+    this.peer = null;
+    this.timer = null;
+    this.closed = false;
+    this.refill(0);
+  }
+
+  /** take returns the spare peer with o's fields set (or a new one) and makes the next one later. */
+  take(o = {}) {
+    const peer = this.peer || new Peer({ role: this.role, room: this.room });
+    this.peer = null;
+    this.refill(SPARE_REFILL_MS);
+    return Object.assign(peer, o);
+  }
+
+  // refill makes a new spare after ms, and replaces it when it gets old.
+  refill(ms) {
+    clearTimeout(this.timer);
+    if (this.closed || !window.RTCPeerConnection) return;
+    this.timer = setTimeout(() => {
+      if (this.peer) this.peer.stop();
+      this.peer = new Peer({ role: this.role, room: this.room });
+      this.peer.warm();
+      this.refill(SPARE_MAX_AGE_MS);
+    }, ms);
+  }
+
+  /** close stops the spare. */
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.peer) this.peer.stop();
+    this.peer = null;
   }
 }
 

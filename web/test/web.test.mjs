@@ -33,26 +33,28 @@ const consoleErrors = [];
 const figures = {};
 
 // STAGES is the per-stage table of publish click to first frame: the
-// pages' pinhole.* performance marks (rtc.js mark), in the order of the
-// path, each with the page that records it.
+// pages' pinhole.* performance marks (rtc.js mark) and, for SA and SB,
+// pinhole's timeline of A's and B's session (its diagnosis), each with
+// the page or session that records it.
 const STAGES = [
   ['A', 'publisher.click', 'A: click (in page)'],
   ['A', 'publisher.media', 'A: getUserMedia resolved'],
   ['A', 'publisher.offer', 'A: offer set'],
-  ['A', 'publisher.candidate', 'A: first candidate'],
   ['A', 'publisher.gathered', 'A: gathering done'],
   ['A', 'publisher.answer', 'A: WHIP 201 read'],
   ['B', 'room.participant.joined', 'B: participant.joined'],
   ['B', 'viewer.start', 'B: player starts'],
   ['B', 'viewer.offer', 'B: offer set'],
-  ['B', 'viewer.candidate', 'B: first candidate'],
   ['B', 'viewer.gathered', 'B: gathering done'],
   ['A', 'publisher.ice', 'A: ICE connected'],
   ['A', 'publisher.connected', 'A: connected (DTLS)'],
+  ['SA', 'first-rtp-in', 'pinhole: first RTP from A'],
   ['B', 'room.publisher.started', 'B: publisher.started'],
   ['B', 'viewer.answer', 'B: WHEP 201 read'],
   ['B', 'viewer.ice', 'B: ICE connected'],
+  ['SB', 'dtls-connected', 'pinhole: B DTLS connected'],
   ['B', 'viewer.connected', 'B: connected (DTLS)'],
+  ['SB', 'first-rtp-out', 'pinhole: first RTP to B'],
   ['B', 'viewer.track', 'B: ontrack'],
   ['B', 'viewer.frame', 'B: first frame presented'],
 ];
@@ -71,6 +73,19 @@ function readMarks(page) {
     }
     return out;
   });
+}
+
+// readTimeline returns the first epoch time (ms) of each kind in the
+// timeline of the session a page shows in its stats panel (sel).
+async function readTimeline(page, sel) {
+  const id = (await page.textContent(`${sel} [data-stat=session]`)).trim();
+  const res = await fetch(`${BASE}/api/v1/sessions/${encodeURIComponent(id)}/diagnosis`);
+  const out = {};
+  if (!res.ok) return out;
+  for (const e of (await res.json()).timeline || []) {
+    if (!(e.kind in out)) out[e.kind] = Date.parse(e.at);
+  }
+  return out;
 }
 
 // stageTable prints, for each stage, its time since the click (node's
@@ -364,7 +379,12 @@ async function run(context) {
       await b.waitForFunction(() => document.querySelector('video.remote')?.dataset.firstFrameAt, null, { polling: 20 });
       rounds.push(Number(await b.locator('video.remote').first().getAttribute('data-first-frame-at')) - clickedAt);
       await a.waitForFunction(() => document.querySelector('.publish [data-stat=state]')?.dataset.state === 'connected');
-      stages.push({ clickedAt, A: await readMarks(a), B: await readMarks(b) });
+      await a.waitForFunction(() => /^[^\s—]+$/.test(document.querySelector('.publish [data-stat=session]')?.textContent.trim()));
+      await b.waitForFunction(() => /^[^\s—]+$/.test(document.querySelector('.player [data-stat=session]')?.textContent.trim()));
+      stages.push({
+        clickedAt, A: await readMarks(a), B: await readMarks(b),
+        SA: await readTimeline(a, '.publish'), SB: await readTimeline(b, '.player'),
+      });
       await a.click('#pub-stop');
       await b.locator('video.remote').waitFor({ state: 'detached' });
     }
