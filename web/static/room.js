@@ -4,7 +4,7 @@
 // list; live getStats() figures and the leased port of every peer.
 import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtBitrate, fmtDateTime, secondsSince, shortId, setTitle } from './dom.js';
 import { request, getJSON, errorBox, enc, UserError, adminToken } from './api.js';
-import { Spare, mediaError, videoCodecs, mark } from './rtc.js';
+import { Peer, mediaError, videoCodecs, mark } from './rtc.js';
 
 const REFRESH_MS = 1000; // participants, without the event stream: a new publisher should appear within a second
 const STREAM_REFRESH_MS = 10000; // with the event stream open the poll is only a safety net
@@ -22,10 +22,6 @@ export function mount(root, { params }) {
   const players = new Map(); // publisher session id -> player
   let publishPending = false;
   let roomInfo = null;
-  // One warm peer of each role (rtc.js Spare): publishing and watching a
-  // new publisher start from a connection that has its candidates.
-  const spares = { publisher: new Spare('publisher', room), viewer: new Spare('viewer', room) };
-  window.addEventListener('pagehide', () => Object.values(spares).forEach((sp) => sp.close()), { once: true });
   // eventSeq counts room events. A player started from an event is newer
   // than a participant list fetched before it (eventSeq at the fetch's
   // start), which must not remove it.
@@ -333,7 +329,7 @@ export function mount(root, { params }) {
       stream.getTracks().forEach((t) => t.addEventListener('ended', () => {
         if (card.peer) end('status.stopped');
       }));
-      const peer = spares.publisher.take({ token: token.value });
+      const peer = new Peer({ role: 'publisher', room, token: token.value });
       card.peer = peer;
       stats.reset();
       peer.onstate = (s) => {
@@ -427,7 +423,7 @@ export function mount(root, { params }) {
       first.hidden = true;
       delete video.dataset.firstFrameAt;
       stats.reset();
-      const peer = spares.viewer.take({ publisher: pid, token: viewToken.value });
+      const peer = new Peer({ role: 'viewer', room, publisher: pid, token: viewToken.value });
       p.peer = peer;
       setTr(toggle, 'player.stop');
       const t0 = performance.now();

@@ -15,13 +15,6 @@ const GATHER_TIMEOUT_MS = 4000;
 const STATS_MS = 1000; // one getStats() per second per peer: live without cost
 const SESSION_MS = 3000;
 const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway
-// A spare peer is replaced after SPARE_MAX_AGE_MS: its candidates are the
-// host's addresses when it was made, and a laptop changes networks. A
-// minute keeps that window short for one idle connection's cost.
-const SPARE_MAX_AGE_MS = 60000;
-// SPARE_REFILL_MS is how long after a spare is taken the next one is made:
-// not while the taken one sets up, whose offer and DTLS need the CPU.
-const SPARE_REFILL_MS = 3000;
 
 /**
  * mark records a stage of setting up a peer as a performance mark named
@@ -168,19 +161,6 @@ export class Peer {
     this.emit('onstate', pc.connectionState === 'new' ? 'connecting' : pc.connectionState);
     this.loop(() => this.sampleStats(), STATS_MS);
     if (this.sessionId) this.loop(() => this.fetchSession(), SESSION_MS);
-  }
-
-  /**
-   * warm does ahead of start what does not depend on the media or on the
-   * publisher to follow: the connection is made and gathers its candidates
-   * (its candidate pool), and a viewer's recvonly offer is made and
-   * gathered, so that start only POSTs. The room page keeps one warm peer
-   * of each role (Spare).
-   */
-  warm() {
-    if (this.pc || this.stopped || !window.RTCPeerConnection) return;
-    this.pc = this.build();
-    if (this.role === 'viewer') this.offer().catch(() => {});
   }
 
   // offer makes the offer and waits for gathering, once per peer.
@@ -345,51 +325,6 @@ export class Peer {
       Promise.race([answered, new Promise((r) => setTimeout(r, DELETE_WAIT_MS))]).then(close);
     }
     this.emit('onstate', 'closed');
-  }
-}
-
-/**
- * Spare keeps one warm Peer of a role for a room (Peer.warm): a click on
- * publish, or a room event announcing a publisher, then starts a peer
- * whose connection exists and whose candidates are gathered, which takes
- * 100-200 ms off the path to the first frame.
- */
-export class Spare {
-  constructor(role, room) {
-    this.role = role;
-    this.room = room;
-    this.peer = null;
-    this.timer = null;
-    this.closed = false;
-    this.refill(0);
-  }
-
-  /** take returns the spare peer with o's fields set (or a new one) and makes the next one later. */
-  take(o = {}) {
-    const peer = this.peer || new Peer({ role: this.role, room: this.room });
-    this.peer = null;
-    this.refill(SPARE_REFILL_MS);
-    return Object.assign(peer, o);
-  }
-
-  // refill makes a new spare after ms, and replaces it when it gets old.
-  refill(ms) {
-    clearTimeout(this.timer);
-    if (this.closed || !window.RTCPeerConnection) return;
-    this.timer = setTimeout(() => {
-      if (this.peer) this.peer.stop();
-      this.peer = new Peer({ role: this.role, room: this.room });
-      this.peer.warm();
-      this.refill(SPARE_MAX_AGE_MS);
-    }, ms);
-  }
-
-  /** close stops the spare. */
-  close() {
-    this.closed = true;
-    clearTimeout(this.timer);
-    if (this.peer) this.peer.stop();
-    this.peer = null;
   }
 }
 
