@@ -4,7 +4,7 @@
 // list; live getStats() figures and the leased port of every peer.
 import { h, tr, setTr, setV, reconcile, poll, liveBadge, fmtBitrate, fmtDateTime, secondsSince, shortId, setTitle } from './dom.js';
 import { request, getJSON, errorBox, enc, UserError, adminToken } from './api.js';
-import { Peer, mediaError, videoCodecs } from './rtc.js';
+import { Peer, mediaError, videoCodecs, mark } from './rtc.js';
 
 const REFRESH_MS = 1000; // participants, without the event stream: a new publisher should appear within a second
 const STREAM_REFRESH_MS = 10000; // with the event stream open the poll is only a safety net
@@ -22,6 +22,10 @@ export function mount(root, { params }) {
   const players = new Map(); // publisher session id -> player
   let publishPending = false;
   let roomInfo = null;
+  // eventSeq counts room events. A player started from an event is newer
+  // than a participant list fetched before it (eventSeq at the fetch's
+  // start), which must not remove it.
+  let eventSeq = 0;
 
   // ---- header and missing-room notice
   const counts = h('p', { class: 'lead', i18n: 'room.counts', args: { p: 0, v: 0 } });
@@ -77,6 +81,7 @@ export function mount(root, { params }) {
   }
 
   const poller = poll(async () => {
+    const seq = eventSeq;
     const list = await getJSON('/api/v1/rooms');
     roomInfo = (list.rooms || []).find((r) => r.name === room) || null;
     missingBox.hidden = !!roomInfo || publishPending || !!pub.peer;
@@ -89,7 +94,7 @@ export function mount(root, { params }) {
     pub.tokenField.hidden = !(roomInfo && roomInfo.publish_protected);
     viewTokenField.hidden = !(roomInfo && roomInfo.view_protected);
     renderParticipants(parts);
-    syncPlayers(parts);
+    syncPlayers(parts, seq);
     if (roomInfo) openEvents();
   }, () => (streamOpen ? STREAM_REFRESH_MS : REFRESH_MS), live.report);
 
@@ -111,9 +116,46 @@ export function mount(root, { params }) {
     events.onerror = () => {
       streamOpen = false;
     };
-    for (const t of ROOM_EVENTS) events.addEventListener(t, () => poller.now());
+    for (const t of ROOM_EVENTS) {
+      events.addEventListener(t, (ev) => {
+        eventSeq++;
+        mark(`room.${t}`);
+        if (t === 'participant.joined' || t === 'publisher.started') watchFromEvent(ev.data);
+        poller.now();
+      });
+    }
   }
   window.addEventListener('pagehide', () => events && events.close(), { once: true });
+
+  // watchFromEvent starts watching the publisher a room event names, at
+  // once: pinhole announces a publisher when its answer is recorded, and
+  // takes a viewer of it from then on (media follows when the publisher
+  // connects), so the viewer's setup runs alongside the publisher's
+  // instead of after a refetch of the participant list.
+  function watchFromEvent(data) {
+    let part;
+    try {
+      part = JSON.parse(data).participant;
+    } catch {
+      return; // the refresh that follows reads the list anyway
+    }
+    if (!part || part.role !== 'publisher' || ENDED.has(part.state)) return;
+    watchPublisher(part, eventSeq);
+    watchEmpty.hidden = players.size > 0;
+  }
+
+  // watchPublisher adds a player for publisher part unless there is one
+  // or it is our own; born is the eventSeq it was started at.
+  function watchPublisher(part, born) {
+    // While our own WHIP POST is in flight our session may already be
+    // listed under an id we do not know yet: never watch ourselves.
+    if (publishPending || own.has(part.id) || players.has(part.id)) return;
+    const pl = player(part);
+    pl.born = born;
+    players.set(part.id, pl);
+    playersEl.append(pl.el);
+    if (autoWatch.checked) pl.start();
+  }
 
   function renderParticipants(parts) {
     const shown = parts.filter((p) => p.state !== 'closed')
@@ -136,12 +178,14 @@ export function mount(root, { params }) {
     });
   }
 
-  function syncPlayers(parts) {
+  // syncPlayers makes the players match parts, a participant list fetched
+  // when eventSeq was seq.
+  function syncPlayers(parts, seq) {
     const pubs = parts.filter((p) => p.role === 'publisher' && !ENDED.has(p.state) && !own.has(p.id));
     const pubIds = new Set(pubs.map((p) => p.id));
     const liveIds = new Set(parts.filter((p) => !ENDED.has(p.state)).map((p) => p.id));
     for (const [id, p] of players) {
-      if (pubIds.has(id)) {
+      if (pubIds.has(id) || p.born > seq) {
         p.orphaned = 0;
         continue;
       }
@@ -154,17 +198,7 @@ export function mount(root, { params }) {
       p.destroy();
       players.delete(id);
     }
-    // While our own WHIP POST is in flight our session may already be
-    // listed under an id we do not know yet: never watch ourselves.
-    if (!publishPending) {
-      for (const p of pubs) {
-        if (players.has(p.id)) continue;
-        const pl = player(p);
-        players.set(p.id, pl);
-        playersEl.append(pl.el);
-        if (autoWatch.checked) pl.start();
-      }
-    }
+    for (const p of pubs) watchPublisher(p, 0);
     watchEmpty.hidden = players.size > 0;
   }
 
@@ -274,6 +308,7 @@ export function mount(root, { params }) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       if (card.peer || publishPending) return;
+      mark('publisher.click');
       errors.replaceChildren();
       setBusy(true);
       setTr(status, 'status.starting');
@@ -284,6 +319,7 @@ export function mount(root, { params }) {
         end('pub.idle');
         return;
       }
+      mark('publisher.media');
       refreshDevices().catch(() => {});
       if (stream.getVideoTracks().length) {
         preview.srcObject = stream;
@@ -354,7 +390,7 @@ export function mount(root, { params }) {
       h('div', { class: 'video-box' }, video),
       h('div', { class: 'actions' }, mute, toggle),
       status, first, errors, stats.el);
-    const p = { el, started: false, peer: null, orphaned: 0 };
+    const p = { el, started: false, peer: null, orphaned: 0, born: 0 };
 
     mute.addEventListener('click', () => {
       video.muted = !video.muted;
@@ -381,6 +417,7 @@ export function mount(root, { params }) {
     p.start = async () => {
       if (p.peer) return;
       p.started = true;
+      mark('viewer.start');
       status.hidden = false;
       errors.replaceChildren();
       first.hidden = true;
@@ -399,15 +436,20 @@ export function mount(root, { params }) {
         else if (s === 'connecting' || s === 'new') setTr(status, 'status.connecting');
       };
       peer.ontrack = (stream) => {
+        mark('viewer.track');
         if (video.srcObject !== stream) video.srcObject = stream;
         mute.disabled = false;
         video.play().catch(() => {
           // Autoplay refused (not muted): the user presses play.
         });
-        const onFrame = () => {
+        const onFrame = (now, meta) => {
           if (peer !== p.peer || video.dataset.firstFrameAt) return;
+          // When the frame went to the compositor, not when this callback
+          // runs (up to a display refresh later); loadeddata has no such time.
+          const at = meta && meta.presentationTime ? meta.presentationTime : performance.now();
+          mark('viewer.frame', at);
           // Epoch milliseconds: the browser test compares it with the publish click.
-          video.dataset.firstFrameAt = String(Date.now());
+          video.dataset.firstFrameAt = String(Math.round(performance.timeOrigin + at));
           first.hidden = false;
           setTr(first, 'player.firstFrame', { ms: Math.round(performance.now() - t0) });
           setTr(status, 'status.watching');

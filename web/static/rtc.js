@@ -14,7 +14,21 @@ import { request, getJSON, UserError, enc } from './api.js';
 const GATHER_TIMEOUT_MS = 4000;
 const STATS_MS = 1000; // one getStats() per second per peer: live without cost
 const SESSION_MS = 3000;
-const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway // lease and server-side state change rarely
+const DELETE_WAIT_MS = 2000; // how long stop waits for the DELETE answer before closing anyway
+
+/**
+ * mark records a stage of setting up a peer as a performance mark named
+ * pinhole.<what>, now or at the given performance.now() time: the browser
+ * test reads them for its per-stage table of publish click to first frame,
+ * and a user's DevTools timeline shows them.
+ */
+export function mark(what, at) {
+  try {
+    performance.mark(`pinhole.${what}`, at === undefined ? undefined : { startTime: at });
+  } catch {
+    // No User Timing (very old browser): nothing to record.
+  }
+}
 
 /**
  * waitGathering waits until pc has gathered all candidates, or ms passed.
@@ -105,6 +119,7 @@ export class Peer {
     this.ended = false; // onfailed or onended was emitted
     this.timers = [];
     this.prev = null;
+    this.offered = null; // the promise of offer()
     this.onPageHide = () => this.stop(true);
   }
 
@@ -116,10 +131,10 @@ export class Peer {
     if (!window.RTCPeerConnection) throw new UserError('err.unsupported');
     this.emit('onstate', 'gathering');
     window.addEventListener('pagehide', this.onPageHide);
-    const pc = this.build(stream, codec);
-    this.pc = pc;
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitGathering(pc);
+    if (!this.pc) this.pc = this.build();
+    const pc = this.pc;
+    if (this.role === 'publisher') this.addMedia(stream, codec);
+    await this.offer();
     if (this.stopped) return;
     this.emit('onstate', 'sending');
     const base = this.role === 'publisher' ? '/whip/' : '/whep/';
@@ -132,6 +147,7 @@ export class Peer {
     const loc = res.headers.get('Location');
     this.participantId = res.headers.get('Pinhole-Participant-Id') || '';
     const answer = await res.text();
+    this.mark('answer');
     if (loc) {
       this.resourceUrl = new URL(loc, location.href).href;
       this.sessionId = sessionIdFrom(loc);
@@ -147,8 +163,31 @@ export class Peer {
     if (this.sessionId) this.loop(() => this.fetchSession(), SESSION_MS);
   }
 
-  // build makes the RTCPeerConnection with its transceivers and handlers.
-  build(stream, codec) {
+  // offer makes the offer and waits for gathering, once per peer.
+  offer() {
+    if (!this.offered) {
+      const pc = this.pc;
+      this.offered = (async () => {
+        await pc.setLocalDescription(await pc.createOffer());
+        this.mark('offer');
+        await waitGathering(pc);
+        this.mark('gathered');
+      })();
+    }
+    return this.offered;
+  }
+
+  // addMedia adds a publisher's tracks, each on a sendonly transceiver.
+  addMedia(stream, codec) {
+    for (const track of stream.getTracks()) {
+      const tr = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      if (track.kind === 'video') preferCodec(tr, codec);
+    }
+  }
+
+  // build makes the RTCPeerConnection with its handlers, and a viewer's
+  // transceivers.
+  build() {
     // iceCandidatePoolSize 1 starts gathering as the connection is made.
     // Without it Chromium, on a host whose only interface is loopback,
     // sometimes never gathers at all: its network list can arrive before
@@ -158,14 +197,13 @@ export class Peer {
     pc.addEventListener('connectionstatechange', () => {
       if (pc !== this.pc) return;
       this.emit('onstate', pc.connectionState);
+      if (pc.connectionState === 'connected') this.mark('connected');
       if (pc.connectionState === 'failed') this.failed();
     });
-    if (this.role === 'publisher') {
-      for (const track of stream.getTracks()) {
-        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-        if (track.kind === 'video') preferCodec(tr, codec);
-      }
-    } else {
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc === this.pc && pc.iceConnectionState === 'connected') this.mark('ice');
+    });
+    if (this.role === 'viewer') {
       pc.addTransceiver('video', { direction: 'recvonly' });
       pc.addTransceiver('audio', { direction: 'recvonly' });
       const remote = new MediaStream();
@@ -175,6 +213,10 @@ export class Peer {
       });
     }
     return pc;
+  }
+
+  mark(stage) {
+    mark(`${this.role}.${stage}`);
   }
 
   emit(name, ...args) {

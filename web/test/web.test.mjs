@@ -32,6 +32,77 @@ const { step, finish } = reporter();
 const consoleErrors = [];
 const figures = {};
 
+// STAGES is the per-stage table of publish click to first frame: the
+// pages' pinhole.* performance marks (rtc.js mark) and, for SA and SB,
+// pinhole's timeline of A's and B's session (its diagnosis), each with
+// the page or session that records it.
+const STAGES = [
+  ['A', 'publisher.click', 'A: click (in page)'],
+  ['A', 'publisher.media', 'A: getUserMedia resolved'],
+  ['A', 'publisher.offer', 'A: offer set'],
+  ['A', 'publisher.gathered', 'A: gathering done'],
+  ['A', 'publisher.answer', 'A: WHIP 201 read'],
+  ['B', 'room.participant.joined', 'B: participant.joined'],
+  ['B', 'viewer.start', 'B: player starts'],
+  ['B', 'viewer.offer', 'B: offer set'],
+  ['B', 'viewer.gathered', 'B: gathering done'],
+  ['A', 'publisher.ice', 'A: ICE connected'],
+  ['A', 'publisher.connected', 'A: connected (DTLS)'],
+  ['SA', 'first-rtp-in', 'pinhole: first RTP from A'],
+  ['B', 'room.publisher.started', 'B: publisher.started'],
+  ['B', 'viewer.answer', 'B: WHEP 201 read'],
+  ['B', 'viewer.ice', 'B: ICE connected'],
+  ['SB', 'dtls-connected', 'pinhole: B DTLS connected'],
+  ['B', 'viewer.connected', 'B: connected (DTLS)'],
+  ['SB', 'first-rtp-out', 'pinhole: first RTP to B'],
+  ['B', 'viewer.track', 'B: ontrack'],
+  ['B', 'viewer.frame', 'B: first frame presented'],
+];
+
+// clearMarks forgets the pages' marks before a round.
+const clearMarks = (...pages) => Promise.all(pages.map((p) => p.evaluate(() => performance.clearMarks())));
+
+// readMarks returns the first epoch time (ms) of each pinhole.* mark of page.
+function readMarks(page) {
+  return page.evaluate(() => {
+    const out = {};
+    for (const m of performance.getEntriesByType('mark')) {
+      if (!m.name.startsWith('pinhole.')) continue;
+      const k = m.name.slice('pinhole.'.length);
+      if (!(k in out)) out[k] = performance.timeOrigin + m.startTime;
+    }
+    return out;
+  });
+}
+
+// readTimeline returns the first epoch time (ms) of each kind in the
+// timeline of the session a page shows in its stats panel (sel).
+async function readTimeline(page, sel) {
+  const id = (await page.textContent(`${sel} [data-stat=session]`)).trim();
+  const res = await fetch(`${BASE}/api/v1/sessions/${encodeURIComponent(id)}/diagnosis`);
+  const out = {};
+  if (!res.ok) return out;
+  for (const e of (await res.json()).timeline || []) {
+    if (!(e.kind in out)) out[e.kind] = Date.parse(e.at);
+  }
+  return out;
+}
+
+// stageTable prints, for each stage, its time since the click (node's
+// clock before page.click) in every round and the rounds' median.
+function stageTable(rounds) {
+  const med = (xs) => {
+    const v = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y);
+    return v.length ? v[Math.floor(v.length / 2)] : NaN;
+  };
+  const fmt = (x) => (Number.isFinite(x) ? String(Math.round(x)).padStart(5) : '    -');
+  log('# stage (ms since the publish click)    p50 | rounds');
+  for (const [page, key, label] of STAGES) {
+    const xs = rounds.map((r) => (r[page][key] ?? NaN) - r.clickedAt);
+    log(`#   ${label.padEnd(34)} ${fmt(med(xs))} | ${xs.map(fmt).join(' ')}`);
+  }
+}
+
 async function waitReady() {
   const deadline = Date.now() + WAIT;
   let last = '';
@@ -299,12 +370,21 @@ async function run(context) {
   // The figure is reported, never asserted: it depends on the machine.
   await step('publish click to first frame decoded in B, five rounds (reported as p50)', async () => {
     const rounds = [];
+    const stages = [];
     for (let i = 0; i < 5; i++) {
       await a.bringToFront();
+      await clearMarks(a, b);
       const clickedAt = Date.now();
       await a.click('#pub-start');
       await b.waitForFunction(() => document.querySelector('video.remote')?.dataset.firstFrameAt, null, { polling: 20 });
       rounds.push(Number(await b.locator('video.remote').first().getAttribute('data-first-frame-at')) - clickedAt);
+      await a.waitForFunction(() => document.querySelector('.publish [data-stat=state]')?.dataset.state === 'connected');
+      await a.waitForFunction(() => /^[^\s—]+$/.test(document.querySelector('.publish [data-stat=session]')?.textContent.trim()));
+      await b.waitForFunction(() => /^[^\s—]+$/.test(document.querySelector('.player [data-stat=session]')?.textContent.trim()));
+      stages.push({
+        clickedAt, A: await readMarks(a), B: await readMarks(b),
+        SA: await readTimeline(a, '.publish'), SB: await readTimeline(b, '.player'),
+      });
       await a.click('#pub-stop');
       await b.locator('video.remote').waitFor({ state: 'detached' });
     }
@@ -312,6 +392,7 @@ async function run(context) {
     figures.firstFrameRounds = rounds;
     figures.firstFrameP50 = sorted[Math.floor(sorted.length / 2)];
     log(`# publish click to first frame, rounds: ${rounds.join(', ')} ms; p50 ${figures.firstFrameP50} ms`);
+    stageTable(stages);
   });
 
   // ---------------------------------------------------- Chinese labels
