@@ -99,3 +99,18 @@ func namespaceTest(t *testing.T) (firewall, string) {
 	}
 	return fw, bin
 }
+
+// addNamespaces makes network namespaces with lo up, deleted when the test
+// ends.
+func addNamespaces(t *testing.T, names ...string) {
+	t.Helper()
+	for _, ns := range names {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+			}
+		})
+		runIn(t, ns, "ip", "link", "set", "lo", "up")
+	}
+}

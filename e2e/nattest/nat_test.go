@@ -278,16 +278,7 @@ func newTopology(t *testing.T, fw firewall, m mapping, faults ...breakage) *topo
 	tag := fmt.Sprintf("%dx%d", os.Getpid()%10000, topoSeq.n) // unique per process and topology
 	topoSeq.Unlock()
 	tp := &topology{host: "ph" + tag + "h", router: "ph" + tag + "r", client: "ph" + tag + "c", fw: fw}
-	for _, ns := range []string{tp.host, tp.router, tp.client} {
-		run(t, "ip", "netns", "add", ns)
-		ns := ns
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-			}
-		})
-		runIn(t, ns, "ip", "link", "set", "lo", "up")
-	}
+	addNamespaces(t, tp.host, tp.router, tp.client)
 	// veth pairs are created inside the router namespace, so no interface
 	// ever appears in the machine's own namespace.
 	hv, rv1 := "hv"+tag, "rh"+tag // host side, router private side

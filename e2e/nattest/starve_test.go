@@ -109,16 +109,7 @@ func newStarveTopology(t *testing.T, fw firewall) *starveTopology {
 		topology: topology{host: "ph" + tag + "h", router: "ph" + tag + "r", client: "ph" + tag + "l", fw: fw},
 		attacker: "ph" + tag + "a",
 	}
-	for _, ns := range []string{tp.host, tp.router, tp.client, tp.attacker} {
-		run(t, "ip", "netns", "add", ns)
-		ns := ns
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-			}
-		})
-		runIn(t, ns, "ip", "link", "set", "lo", "up")
-	}
+	addNamespaces(t, tp.host, tp.router, tp.client, tp.attacker)
 	hv, rv1, br := "hv"+tag, "rh"+tag, "br"+tag
 	runIn(t, tp.router, "ip", "link", "add", rv1, "type", "veth", "peer", "name", hv, "netns", tp.host)
 	runIn(t, tp.router, "ip", "addr", "add", routerPrivIP+"/24", "dev", rv1)
