@@ -135,19 +135,7 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addrc := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addrc <- a }) }()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server did not start")
-	}
+	addr, stop := startRun(t, cfg, slog.New(slog.DiscardHandler))
 
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
@@ -192,7 +180,7 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	stopAt := time.Now()
-	stopRun(t, cancel, errc)
+	stop()
 	stopped := time.Since(stopAt)
 	wg.Wait()
 	if b := bad.Load(); b != nil {
@@ -220,20 +208,7 @@ func TestShutdownWhileCreatingHTTP(t *testing.T) {
 // Headers past 64 KiB are refused (431) before any handler runs.
 func TestHugeHeadersRefused(t *testing.T) {
 	cfg := testConfig(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addrc <- a }) }()
-	defer func() {
-		cancel()
-		<-errc
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	}
+	addr, _ := startRun(t, cfg, slog.New(slog.DiscardHandler))
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/healthz", nil)
 	req.Header.Set("X-Filler", strings.Repeat("x", 100<<10))
 	resp, err := http.DefaultClient.Do(req)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,26 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-// startRun runs pinhole with cfg until the test ends and returns its
-// address.
-func startRun(t *testing.T, cfg Config) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { addrc <- a }) }()
-	t.Cleanup(func() { stopRun(t, cancel, errc) })
-	select {
-	case a := <-addrc:
-		return a
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server did not start")
-	}
-	return ""
-}
 
 // whipVia POSTs the canned OBS offer over a connection of its own that
 // starts with header (a PROXY protocol line, or nothing) and returns the
@@ -63,7 +42,7 @@ func TestProxyProtocolLimitsPerClient(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.ProxyProtocol = true
 	cfg.Limits.SessionRate, cfg.Limits.SessionBurst = 0.01, 1
-	addr := startRun(t, cfg)
+	addr, _ := startRun(t, cfg, slog.New(slog.DiscardHandler))
 	offer, err := os.ReadFile("handlers/testdata/offers/obs-whip.sdp")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,20 +147,7 @@ func testConfig(t *testing.T) Config {
 // /docs, then cancels (as SIGTERM does) and expects run to return.
 func TestRunServesAndShutsDown(t *testing.T) {
 	cfg := testConfig(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addrc := make(chan string, 1)
-	errc := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { errc <- run(ctx, cfg, log, func(a string) { addrc <- a }) }()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-errc:
-		t.Fatalf("run: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server did not start")
-	}
+	addr, stop := startRun(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, path := range []string{"/healthz", "/readyz", "/docs", "/openapi.json"} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -187,7 +175,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if resp.StatusCode != 201 {
 		t.Fatalf("WHIP: %d", resp.StatusCode)
 	}
-	stopRun(t, cancel, errc)
+	stop()
 	for _, p := range cfg.UDPPorts {
 		c, err := net.ListenPacket("udp4", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
@@ -237,6 +225,28 @@ func TestReadmeFlagTable(t *testing.T) {
 func freeUDPPorts(t *testing.T, n int) []int {
 	t.Helper()
 	return testnet.FreeUDPPorts(t, n, testnet.MainLo, testnet.MainHi)
+}
+
+// startRun runs pinhole with cfg and returns its address once it listens,
+// and stop, which ends the run and checks it returned cleanly (also done
+// when the test ends, if not before).
+func startRun(t *testing.T, cfg Config, log *slog.Logger) (addr string, stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, cfg, log, func(a string) { addrc <- a }) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { stopRun(t, cancel, errc) }) }
+	t.Cleanup(stop)
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("run: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return addr, stop
 }
 
 // stopRun cancels a run started by a test and waits for it to return

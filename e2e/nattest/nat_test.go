@@ -649,6 +649,26 @@ func serve() error {
 	return nil
 }
 
+// publishConnected publishes the clip's VP8 and Opus from netw to the WHIP
+// url, calls answered with the resource once the answer is in, and waits
+// (clientWait) for the publisher to connect. problem says what failed;
+// the resource is nil when WHIP did.
+func publishConnected(ctx context.Context, t *testing.T, netw mediatest.Network, url string, answered func(*mediatest.Resource)) (*mediatest.Resource, string) {
+	pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8", Audio: true, Network: netw})
+	r, err := mediatest.Negotiate(ctx, nil, url, pub, nil)
+	if err != nil {
+		return nil, "whip: " + err.Error()
+	}
+	answered(r)
+	pub.Start()
+	wctx, wcancel := context.WithTimeout(ctx, clientWait)
+	defer wcancel()
+	if err := pub.WaitConnected(wctx); err != nil {
+		return r, "publisher not connected: " + err.Error()
+	}
+	return r, ""
+}
+
 // clientMain publishes through the public address, then, if connected,
 // watches the same room and counts decodable frames.
 func clientMain(t *testing.T) clientResult {
@@ -658,19 +678,12 @@ func clientMain(t *testing.T) clientResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8", Audio: true, Network: netw})
-	r, err := mediatest.Negotiate(ctx, nil, base+"/whip/nat", pub, nil)
-	if err != nil {
-		res.Error = "whip: " + err.Error()
-		return res
-	}
-	res.SessionID = path.Base(r.URL)
-	emit(clientEvent{Session: res.SessionID, Role: "publisher"})
-	pub.Start()
-	wctx, wcancel := context.WithTimeout(ctx, clientWait)
-	defer wcancel()
-	if err := pub.WaitConnected(wctx); err != nil {
-		res.Error = "publisher not connected: " + err.Error()
+	r, problem := publishConnected(ctx, t, netw, base+"/whip/nat", func(r *mediatest.Resource) {
+		res.SessionID = path.Base(r.URL)
+		emit(clientEvent{Session: res.SessionID, Role: "publisher"})
+	})
+	if r == nil || problem != "" {
+		res.Error = problem
 		return res
 	}
 	res.Connected = true

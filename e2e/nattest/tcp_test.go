@@ -175,23 +175,16 @@ func tcpClientMain(t *testing.T) tcpClientResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	pub := mediatest.NewPublisher(t, mediatest.PublisherOptions{Video: "vp8", Audio: true, Network: netw})
-	r, err := mediatest.Negotiate(ctx, nil, base+"/whip/tcp", pub, nil)
-	if err != nil {
-		res.Error = "whip: " + err.Error()
-		return res
-	}
-	res.PublisherID = path.Base(r.URL)
-	for _, l := range strings.Split(r.Answer, "\n") {
-		if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(l, "a=candidate:") && f[1] == "1" && strings.EqualFold(f[2], "tcp") {
-			res.AnswerTCP = append(res.AnswerTCP, strings.TrimSpace(l))
+	r, problem := publishConnected(ctx, t, netw, base+"/whip/tcp", func(r *mediatest.Resource) {
+		res.PublisherID = path.Base(r.URL)
+		for _, l := range strings.Split(r.Answer, "\n") {
+			if f := strings.Fields(l); len(f) > 2 && strings.HasPrefix(l, "a=candidate:") && f[1] == "1" && strings.EqualFold(f[2], "tcp") {
+				res.AnswerTCP = append(res.AnswerTCP, strings.TrimSpace(l))
+			}
 		}
-	}
-	pub.Start()
-	wctx, wcancel := context.WithTimeout(ctx, clientWait)
-	defer wcancel()
-	if err := pub.WaitConnected(wctx); err != nil {
-		res.Error = "publisher not connected: " + err.Error()
+	})
+	if r == nil || problem != "" {
+		res.Error = problem
 		return res
 	}
 	res.Connected = true
