@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,13 @@ func (r *recorder) waitFor(tb testing.TB, what string, fn func(media.Event) bool
 			tb.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// snapshot returns the events recorded so far.
+func (r *recorder) snapshot() []media.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
 }
 
 func closedEvent(id string) func(media.Event) bool {

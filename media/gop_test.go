@@ -71,7 +71,6 @@ func TestGOPBurstPaced(t *testing.T) {
 	}
 	live := sink(&liveSeqs)
 	var out rtp.Header
-	var scratch rtp.Packet
 	forward := func(seq uint16) {
 		payload := []byte{0x10, 0x01, 0, 0} // VP8 descriptor S=1, inter frame
 		if seq == 100 {
@@ -83,7 +82,7 @@ func TestGOPBurstPaced(t *testing.T) {
 		for _, s := range f.sinkList() {
 			s.write(p, &f.codec, key, &out)
 		}
-		f.serveWaiting(f.sinkList(), &scratch, &out)
+		f.serveWaiting(f.sinkList())
 	}
 	seq := uint16(100)
 	for ; seq < 160; seq++ {
@@ -106,5 +105,56 @@ func TestGOPBurstPaced(t *testing.T) {
 	}
 	if len(joinSeqs) != 100 || len(liveSeqs) != 100 || live.holding() {
 		t.Fatalf("joiner got %d packets, live sink %d, want 100 each", len(joinSeqs), len(liveSeqs))
+	}
+}
+
+// A sink that becomes able to take its burst (kick, when the viewer
+// connects) is sent the cached GOP at once, without waiting for the
+// track's next packet, and the live packets then follow with no gap and
+// no repeat.
+func TestGOPBurstKick(t *testing.T) {
+	vp8 := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
+	f := &forwarder{kind: webrtc.RTPCodecTypeVideo, codec: vp8, ck: codecVP8, gop: newGOPCache(time.Minute), burstBudget: time.Minute}
+	var out rtp.Header
+	forward := func(seq uint16) {
+		payload := []byte{0x10, 0x01, 0, 0}
+		if seq == 100 {
+			payload[1] = 0x00
+		}
+		p := &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 7}, Payload: payload}
+		key := isKeyframeStart(f.ck, p.Payload)
+		f.gopMu.Lock()
+		f.gop.put(p, key)
+		for _, s := range f.sinkList() {
+			s.write(p, &f.codec, key, &out)
+		}
+		f.serveWaiting(f.sinkList())
+		f.gopMu.Unlock()
+	}
+	for seq := uint16(100); seq < 110; seq++ {
+		forward(seq)
+	}
+	var seqs []uint16
+	joiner := newSinkTrack(webrtc.RTPCodecTypeVideo, "s")
+	joiner.bound.Store(&binding{ssrc: 9, stream: recordWriter{&seqs}, codecs: []webrtc.RTPCodecParameters{vp8}})
+	f.addSink(joiner) // attached while connecting: nothing yet
+	forward(110)
+	if len(seqs) != 0 {
+		t.Fatalf("a sink not yet connected was sent %v", seqs)
+	}
+	joiner.ready.Store(true)
+	f.kickNow()
+	if len(seqs) != 11 || joiner.holding() {
+		t.Fatalf("after the kick the joiner has %v (holding %v), want seq 100-110 and live", seqs, joiner.holding())
+	}
+	forward(111)
+	forward(112)
+	for i, s := range seqs {
+		if s != uint16(100+i) {
+			t.Fatalf("joiner's packet %d has seq %d, want %d (all: %v)", i, s, 100+i, seqs)
+		}
+	}
+	if len(seqs) != 13 {
+		t.Fatalf("joiner got %v, want seq 100-112", seqs)
 	}
 }

@@ -260,3 +260,91 @@ func BenchmarkJoinToKeyframe(b *testing.B) {
 		})
 	}
 }
+
+// A viewer watching before its publisher sends any video starts on the
+// publisher's first keyframe, which an encoder begins with anyway: pinhole
+// asks for no other. It used to send a PLI as the video track arrived, and
+// a browser publisher, still pacing at its start bitrate, took ~130 ms to
+// send the keyframe that request made, which the viewer then waited for.
+func TestViewerBeforeVideoNoRequest(t *testing.T) {
+	f := newEngine(t, 2, withCache(time.Minute))
+	p := mediatest.NewPublisher(t, libwebrtcPublisher())
+	f.negotiate(t, "r", p)
+	if err := p.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	v, _, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	if err := v.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	p.Start()
+	waitMedia(t, v, 30, 10)
+	checkStartsClean(t, "viewer", v)
+	if st := p.Stats(); st.PLIs+st.FIRs != 0 || st.VideoKeyFrames != 1 {
+		t.Fatalf("publisher %+v: want its first keyframe only and no request", st)
+	}
+}
+
+// A packet that arrives twice is forwarded once. libwebrtc probes the
+// bandwidth at a call's start with RTX copies of packets it has sent, and
+// Pion's receiver hands those back as the originals: pinhole wrote each
+// of them to every viewer again (a viewer's SRTP replay check drops the
+// copy, after pinhole paid its encryption and send), and into the GOP
+// cache, lengthening a joiner's burst.
+func TestDuplicatePacketsForwardedOnce(t *testing.T) {
+	f := newEngine(t, 3, withCache(time.Minute))
+	opts := libwebrtcPublisher()
+	opts.ProbeWithRTX = true
+	p, _, _ := f.publish(t, "r", opts)
+	if err := p.WaitConnected(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	live, liveID, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	waitMedia(t, live, 20, 0)
+	// A joiner mid-GOP, served from the cache the copies went into.
+	joiner, joinerID, _ := f.watch(t, "r", "", mediatest.ViewerOptions{})
+	waitMedia(t, joiner, 20, 0)
+	checkStartsClean(t, "live viewer", live)
+	checkStartsClean(t, "joiner", joiner)
+	_ = p.Close()
+	// Once nothing more arrives, and pinhole has reported its totals
+	// (every second), what it sent each viewer is what the viewer read:
+	// the viewer's SRTP replay check drops repeats unseen.
+	for _, v := range []struct {
+		name, id string
+		v        *mediatest.Viewer
+	}{{"live viewer", liveID, live}, {"joiner", joinerID, joiner}} {
+		got := settle(t, v.v)
+		time.Sleep(1500 * time.Millisecond)
+		var sent uint64
+		for _, ev := range f.rec.snapshot() {
+			if ev.SessionID == v.id && ev.Kind == media.EventCounters {
+				sent = ev.Counters.PacketsOut
+			}
+		}
+		// A few may be lost on a loaded machine's loopback and not
+		// recovered; repeats were dozens (one per probe).
+		if sent > got+3 {
+			t.Errorf("%s: pinhole sent %d packets, the viewer read %d (probes forwarded as repeats)", v.name, sent, got)
+		}
+	}
+}
+
+// settle waits until v has read no packet for half a second and returns
+// how many it read.
+func settle(tb testing.TB, v *mediatest.Viewer) uint64 {
+	tb.Helper()
+	deadline := time.Now().Add(wait)
+	last := uint64(0)
+	for time.Now().Before(deadline) {
+		st := v.Stats()
+		n := st.VideoPackets + st.AudioPackets
+		if n == last && n > 0 {
+			return n
+		}
+		last = n
+		time.Sleep(500 * time.Millisecond)
+	}
+	tb.Fatalf("viewer still reading packets after %s", wait)
+	return 0
+}

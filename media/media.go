@@ -77,7 +77,7 @@ const (
 	EventState EventKind = "state"
 	// EventTimeline: a milestone for the diagnosis timeline (Event.Detail),
 	// e.g. "offer", "answer", "first-packet", "ice-connected", "dtls-connected",
-	// "first-rtp-in", "first-rtp-out", "ice-failed", "dtls-failed".
+	// "first-rtp-in", "first-rtp-out", "keyframe-out", "ice-failed", "dtls-failed".
 	EventTimeline EventKind = "timeline"
 	// EventRemoteAddr: ICE validated a new remote address (Event.Detail), the
 	// remote side of a selected candidate pair. Packets from sources ICE has

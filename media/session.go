@@ -39,6 +39,8 @@ type session struct {
 	// all written. started is set when setup has finished.
 	life    sync.Mutex
 	started atomic.Bool
+	// keyframes counts a viewer's video sink going live (keyframeOut).
+	keyframes atomic.Int32
 
 	// ctx is the session's life, derived from the engine's: cancelled when
 	// teardown starts (by Close, or by the engine shutting down). done is
@@ -226,6 +228,24 @@ func (s *session) answer(ctx context.Context) (string, error) {
 	return out, nil
 }
 
+// keyframeOut notes in the timeline that a video sink has a picture again:
+// the first time for a viewer, and after each switch of publisher. A burst
+// of n cached packets begun at since came from the publisher's GOP cache;
+// n 0 is a live keyframe; ts is the keyframe's RTP timestamp as the viewer
+// gets it. Only the first two are noted: a long session switching often
+// must not fill its timeline.
+func (s *session) keyframeOut(n int, since time.Time, ts uint32) {
+	if s.keyframes.Add(1) > 2 {
+		return
+	}
+	if n > 0 {
+		s.emitTimeline("keyframe-out", fmt.Sprintf("from the GOP cache: %d packets in %s, keyframe RTP timestamp %d",
+			n, time.Since(since).Round(100*time.Microsecond), ts))
+		return
+	}
+	s.emitTimeline("keyframe-out", fmt.Sprintf("live keyframe, RTP timestamp %d", ts))
+}
+
 // addSinks gives a viewer one outgoing track per kind it offered to receive.
 func (s *session) addSinks() error {
 	s.view = &viewer{s: s, want: s.want, sinks: map[webrtc.RTPCodecType]*sinkTrack{}}
@@ -239,6 +259,9 @@ func (s *session) addSinks() error {
 		}
 		track := newSinkTrack(kind, "pinhole-"+s.room)
 		track.onFirstWrite = func() { s.emitTimeline("first-rtp-out", kind.String()) }
+		if kind == webrtc.RTPCodecTypeVideo {
+			track.onKeyframe = s.keyframeOut
+		}
 		sender, err := s.pc.AddTrack(track)
 		if err != nil {
 			return detail(ErrUnsupportedTracks, "%s: %v", kind, err)

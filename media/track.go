@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -62,6 +63,16 @@ type sinkTrack struct {
 	src atomic.Pointer[forwarder]
 	// resent counts packets retransmitted on the viewer's NACKs.
 	resent atomic.Uint64
+
+	// heldAt and heldN are when the sink's current GOP burst began and how
+	// many packets it has sent (mu), for onKeyframe.
+	heldAt time.Time
+	heldN  int
+	heldTS uint32
+	// onKeyframe fires, outside mu, each time the sink stops waiting for a
+	// keyframe: after a GOP burst of n packets that began at since, or on
+	// a live keyframe (n 0); ts is the keyframe's outgoing RTP timestamp.
+	onKeyframe func(n int, since time.Time, ts uint32)
 
 	// onFirstWrite fires once, at the first packet written.
 	onFirstWrite func()
@@ -271,15 +282,26 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 		t.mu.Unlock()
 		return false
 	}
+	wentLive, burstN, burstAt, keyTS := false, 0, time.Time{}, uint32(0)
 	switch {
 	case mode == sendHeld:
-		t.held = true
+		if !t.held {
+			t.held, t.heldAt, t.heldN, t.heldTS = true, time.Now(), 0, 0
+		}
+		t.heldN++
 	case t.needKey:
 		if mode == sendLive && t.held {
 			// A live keyframe overtook an unfinished burst: the sink
 			// jumps to it, its stream rebased as on a source switch so
 			// the burst's untransmitted tail is no gap to NACK.
 			t.srcSSRC = 0
+		}
+		wentLive = true
+		if mode == sendLast {
+			burstN = 1
+			if t.held {
+				burstN, burstAt, keyTS = t.heldN+1, t.heldAt, t.heldTS
+			}
 		}
 		t.held = false
 		t.needKey = false
@@ -296,6 +318,17 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 	}
 	seq := p.SequenceNumber + t.seqDelta
 	ts := p.Timestamp + t.tsDelta
+	switch {
+	case mode == sendHeld && t.heldN == 1:
+		t.heldTS = ts // the burst's keyframe
+	case wentLive && (burstN == 0 || burstN == 1):
+		// A live keyframe, or a burst of one: the cached keyframe's
+		// first packet was the last packet received.
+		keyTS = ts
+		if burstN == 1 {
+			burstAt = time.Now()
+		}
+	}
 	// Only move forward: a reordered or retransmitted older packet must not
 	// pull the base back for the next source switch.
 	if !t.haveOut || int16(seq-t.lastSeq) > 0 {
@@ -320,6 +353,9 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 	}
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(p.Payload) + 12))
+	if wentLive && t.onKeyframe != nil {
+		t.onKeyframe(burstN, burstAt, keyTS)
+	}
 	if !t.wroteOnce.Load() && t.wroteOnce.CompareAndSwap(false, true) && t.onFirstWrite != nil {
 		t.onFirstWrite()
 	}

@@ -16,14 +16,17 @@ package mediatest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -127,7 +130,7 @@ func (n Network) settingEngine() webrtc.SettingEngine {
 // newPeerConnection builds a PeerConnection with its own MediaEngine (only
 // the given codecs) and its own interceptor registry (NACK, RTCP reports,
 // TWCC), as a browser would have.
-func newPeerConnection(n Network, video []webrtc.RTPCodecParameters, audio bool) (*webrtc.PeerConnection, error) {
+func newPeerConnection(n Network, video []webrtc.RTPCodecParameters, audio bool, extra ...interceptor.Factory) (*webrtc.PeerConnection, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range video {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
@@ -143,12 +146,52 @@ func newPeerConnection(n Network, video []webrtc.RTPCodecParameters, audio bool)
 	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 		return nil, fmt.Errorf("interceptors: %w", err)
 	}
+	for _, f := range extra {
+		ir.Add(f)
+	}
 	api := webrtc.NewAPI(
 		webrtc.WithMediaEngine(m),
 		webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(n.settingEngine()),
 	)
 	return api.NewPeerConnection(webrtc.Configuration{ICEServers: n.ICEServers})
+}
+
+// rtxProber sends, after every video packet, a copy of it on the RTX
+// stream (RFC 4588: the original sequence number first, then the payload),
+// as libwebrtc does when it probes the bandwidth at a call's start. Pion's
+// receiver hands repaired RTX back as the original packet, past SRTP's
+// replay check (the RTX stream has sequence numbers of its own), so the
+// application reads every such packet twice.
+type rtxProber struct {
+	interceptor.NoOp
+	seq atomic.Uint32
+}
+
+func (r *rtxProber) BindLocalStream(info *interceptor.StreamInfo, w interceptor.RTPWriter) interceptor.RTPWriter {
+	if !strings.HasPrefix(strings.ToLower(info.MimeType), "video/") || info.SSRCRetransmission == 0 {
+		return w
+	}
+	ssrc, pt := info.SSRCRetransmission, info.PayloadTypeRetransmission
+	return interceptor.RTPWriterFunc(func(h *rtp.Header, p []byte, a interceptor.Attributes) (int, error) {
+		n, err := w.Write(h, p, a)
+		if err != nil {
+			return n, err
+		}
+		rh := h.Clone()
+		rh.SSRC, rh.PayloadType, rh.SequenceNumber = ssrc, pt, uint16(r.seq.Add(1))
+		rp := make([]byte, 2+len(p))
+		binary.BigEndian.PutUint16(rp, h.SequenceNumber)
+		copy(rp[2:], p)
+		_, _ = w.Write(&rh, rp, a)
+		return n, nil
+	})
+}
+
+type rtxProberFactory struct{}
+
+func (rtxProberFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
+	return &rtxProber{}, nil
 }
 
 // videoFeedback is what browsers announce for video: PLI and FIR for

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
@@ -43,6 +44,10 @@ type PublisherOptions struct {
 	// DropKeyFrameRequests ignores the first n keyframe requests, as if
 	// they were lost on the way.
 	DropKeyFrameRequests int
+	// ProbeWithRTX negotiates RTX and sends a copy of every video packet
+	// on it, as libwebrtc probes the bandwidth at a call's start; a Pion
+	// receiver reads each packet twice (see rtxProber).
+	ProbeWithRTX bool
 	// Network chooses the candidates; default loopback only.
 	Network Network
 }
@@ -136,7 +141,16 @@ func newPublisher(opts PublisherOptions) (*Publisher, error) {
 			return nil, err
 		}
 	}
-	pc, err := newPeerConnection(opts.Network, videoCodecs, opts.Audio)
+	var extra []interceptor.Factory
+	if opts.ProbeWithRTX && len(videoCodecs) > 0 {
+		videoCodecs = append(videoCodecs, webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000,
+				SDPFmtpLine: fmt.Sprintf("apt=%d", videoCodecs[0].PayloadType)},
+			PayloadType: videoCodecs[0].PayloadType + 1,
+		})
+		extra = append(extra, rtxProberFactory{})
+	}
+	pc, err := newPeerConnection(opts.Network, videoCodecs, opts.Audio, extra...)
 	if err != nil {
 		return nil, err
 	}
