@@ -312,9 +312,17 @@ export function mount(root, { params }) {
       errors.replaceChildren();
       setBusy(true);
       setTr(status, 'status.starting');
+      // The connection and its offer are made while the browser opens the
+      // camera and microphone (the kinds are known unless it is a screen
+      // share); the offer is only sent once the stream exists, so a refused
+      // permission never appears in the room as a publisher.
+      const peer = new Peer({ role: 'publisher', room, token: token.value });
+      const kinds = { av: ['audio', 'video'], video: ['video'], audio: ['audio'] }[source.value];
+      if (kinds) peer.prepare(kinds, codec.value);
       try {
         stream = await getMedia();
       } catch (err) {
+        peer.stop();
         errors.replaceChildren(errorBox(err));
         end('pub.idle');
         return;
@@ -329,7 +337,6 @@ export function mount(root, { params }) {
       stream.getTracks().forEach((t) => t.addEventListener('ended', () => {
         if (card.peer) end('status.stopped');
       }));
-      const peer = new Peer({ role: 'publisher', room, token: token.value });
       card.peer = peer;
       stats.reset();
       peer.onstate = (s) => {
@@ -422,6 +429,7 @@ export function mount(root, { params }) {
       errors.replaceChildren();
       first.hidden = true;
       delete video.dataset.firstFrameAt;
+      delete video.dataset.firstFrameRtp;
       stats.reset();
       const peer = new Peer({ role: 'viewer', room, publisher: pid, token: viewToken.value });
       p.peer = peer;
@@ -447,6 +455,11 @@ export function mount(root, { params }) {
           // When the frame went to the compositor, not when this callback
           // runs (up to a display refresh later); loadeddata has no such time.
           const at = meta && meta.presentationTime ? meta.presentationTime : performance.now();
+          // For a WebRTC stream, receiveTime is when the frame's last
+          // packet arrived: the marks tell the network from the decoder.
+          if (meta && meta.receiveTime) mark('viewer.received', meta.receiveTime);
+          // Which frame it was: pinhole's timeline names the keyframe it sent.
+          if (meta && meta.rtpTimestamp !== undefined) video.dataset.firstFrameRtp = String(meta.rtpTimestamp);
           mark('viewer.frame', at);
           // Epoch milliseconds: the browser test compares it with the publish click.
           video.dataset.firstFrameAt = String(Math.round(performance.timeOrigin + at));

@@ -1,16 +1,21 @@
 // WHIP/WHEP client and getStats() summaries.
 //
-// Signalling is non-trickle: the offer is sent once ICE gathering is
-// complete, and pinhole's answer carries all of its candidates (its leased
-// port at the public address), so no PATCH is needed. The WHIP/WHEP
+// Signalling trickles (RFC 9725 section 4.3.1): the offer is POSTed as soon
+// as it is set, with whatever candidates the browser already has, and the
+// candidates gathered after it go in one PATCH once gathering completes.
+// pinhole does not need them to connect (its answer carries its leased port
+// at the public address, and the browser's checks to it are enough), so the
+// ~100 ms a browser spends gathering no longer delays the answer; they still
+// reach pinhole for its diagnosis and for paths only they open. The WHIP/WHEP
 // resource (the Location of the 201) is DELETEd when the peer stops, also on
 // pagehide with fetch keepalive, so the leased port is freed at once rather
 // than after pinhole's timeouts.
 import { request, getJSON, UserError, enc } from './api.js';
 
-// GATHER_TIMEOUT_MS bounds the wait for ICE gathering: host candidates come
-// in milliseconds, but an unreachable STUN/TURN server could hold gathering
-// for tens of seconds. What has been gathered by then is sent.
+// GATHER_TIMEOUT_MS bounds the wait for ICE gathering before the trickle
+// PATCH: host candidates come in milliseconds, but an unreachable STUN/TURN
+// server could hold gathering for tens of seconds. What has been gathered by
+// then is sent.
 const GATHER_TIMEOUT_MS = 4000;
 const STATS_MS = 1000; // one getStats() per second per peer: live without cost
 const SESSION_MS = 3000;
@@ -55,6 +60,48 @@ export function waitGathering(pc, ms = GATHER_TIMEOUT_MS) {
     pc.addEventListener('icegatheringstatechange', check);
     pc.addEventListener('icecandidate', seen);
   });
+}
+
+// sdpSections returns the ICE credentials of sdp (the first ones: browsers
+// repeat them in every m-section) and each m-section's m= line, mid and
+// a=candidate lines.
+function sdpSections(sdp) {
+  const out = { ufrag: '', pwd: '', sections: [] };
+  let cur = null;
+  for (const line of sdp.split(/\r?\n/)) {
+    if (line.startsWith('m=')) {
+      cur = { mline: line, mid: '', candidates: [] };
+      out.sections.push(cur);
+    } else if (line.startsWith('a=ice-ufrag:')) {
+      out.ufrag ||= line.slice('a=ice-ufrag:'.length);
+    } else if (line.startsWith('a=ice-pwd:')) {
+      out.pwd ||= line.slice('a=ice-pwd:'.length);
+    } else if (cur && line.startsWith('a=mid:')) {
+      cur.mid = line.slice('a=mid:'.length);
+    } else if (cur && line.startsWith('a=candidate:')) {
+      cur.candidates.push(line);
+    }
+  }
+  return out;
+}
+
+/**
+ * trickleFragment is the application/trickle-ice-sdpfrag (RFC 8840 section
+ * 9) with the candidates of sdp that sent (the offer as POSTed) lacks, each
+ * m-section's ending in a=end-of-candidates; '' when there is none.
+ */
+export function trickleFragment(sdp, sent) {
+  const had = new Set(sdpSections(sent).sections.flatMap((m) => m.candidates));
+  const cur = sdpSections(sdp);
+  const lines = [`a=ice-ufrag:${cur.ufrag}`, `a=ice-pwd:${cur.pwd}`];
+  let n = 0;
+  for (const m of cur.sections) {
+    const fresh = m.candidates.filter((c) => !had.has(c));
+    if (!fresh.length) continue;
+    n += fresh.length;
+    lines.push(m.mline, `a=mid:${m.mid}`, ...fresh, 'a=end-of-candidates');
+  }
+  return n ? `${lines.join('\r\n')}\r\n` : '';
 }
 
 /** sessionIdFrom takes the session id from a WHIP/WHEP resource URL: its last path segment. */
@@ -120,7 +167,32 @@ export class Peer {
     this.timers = [];
     this.prev = null;
     this.offered = null; // the promise of offer()
+    this.prepared = ''; // the kinds prepare made transceivers for
+    this.remote = null; // a viewer's MediaStream of its receivers' tracks
     this.onPageHide = () => this.stop(true);
+  }
+
+  /**
+   * prepare builds a publisher's connection and starts its offer before the
+   * media exists, with one sendonly transceiver per kind ('audio', 'video')
+   * and no track yet: creating the offer and gathering then overlap
+   * getUserMedia, and start(stream) attaches the tracks with replaceTrack,
+   * which needs no renegotiation. Only for sources whose kinds are known
+   * before the browser hands out the stream (not a screen share, whose audio
+   * the user may or may not share).
+   */
+  prepare(kinds, codec) {
+    if (!window.RTCPeerConnection || this.pc || this.role !== 'publisher') return;
+    this.pc = this.build();
+    const placeholder = new MediaStream();
+    for (const kind of kinds) {
+      const tr = this.pc.addTransceiver(kind, { direction: 'sendonly', streams: [placeholder] });
+      if (kind === 'video') preferCodec(tr, codec);
+    }
+    this.prepared = [...kinds].sort().join(',');
+    this.offer().catch(() => {
+      // start() awaits the same offer and reports its failure.
+    });
   }
 
   /**
@@ -131,20 +203,23 @@ export class Peer {
     if (!window.RTCPeerConnection) throw new UserError('err.unsupported');
     this.emit('onstate', 'gathering');
     window.addEventListener('pagehide', this.onPageHide);
+    if (this.role === 'publisher') await this.addMedia(stream, codec);
     if (!this.pc) this.pc = this.build();
     const pc = this.pc;
-    if (this.role === 'publisher') this.addMedia(stream, codec);
+    if (this.remote) this.emit('ontrack', this.remote);
     await this.offer();
     if (this.stopped) return;
     this.emit('onstate', 'sending');
     const base = this.role === 'publisher' ? '/whip/' : '/whep/';
     const q = this.publisher ? `?publisher=${enc(this.publisher)}` : '';
+    const offered = pc.localDescription.sdp;
     const res = await request('POST', `${base}${enc(this.room)}${q}`, {
-      body: pc.localDescription.sdp,
+      body: offered,
       headers: { 'Content-Type': 'application/sdp' },
       token: this.token,
     });
     const loc = res.headers.get('Location');
+    const etag = res.headers.get('ETag');
     this.participantId = res.headers.get('Pinhole-Participant-Id') || '';
     const answer = await res.text();
     this.mark('answer');
@@ -159,26 +234,66 @@ export class Peer {
     }
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     this.emit('onstate', pc.connectionState === 'new' ? 'connecting' : pc.connectionState);
+    this.trickle(offered, etag);
     this.loop(() => this.sampleStats(), STATS_MS);
     if (this.sessionId) this.loop(() => this.fetchSession(), SESSION_MS);
   }
 
-  // offer makes the offer and waits for gathering, once per peer.
+  // offer makes the offer and sets it, once per peer. It does not wait for
+  // gathering: start POSTs it at once and trickle sends the rest.
   offer() {
     if (!this.offered) {
       const pc = this.pc;
       this.offered = (async () => {
         await pc.setLocalDescription(await pc.createOffer());
         this.mark('offer');
-        await waitGathering(pc);
-        this.mark('gathered');
       })();
     }
     return this.offered;
   }
 
-  // addMedia adds a publisher's tracks, each on a sendonly transceiver.
-  addMedia(stream, codec) {
+  // trickle waits for gathering to end (bounded) and PATCHes the candidates
+  // the POSTed offer lacked, once (RFC 9725 section 4.3.1, with the ETag of
+  // the 201 in If-Match). A failure is ignored: pinhole connects without
+  // them, and a session ended meanwhile has nothing to add them to.
+  async trickle(offered, etag) {
+    const pc = this.pc;
+    await waitGathering(pc);
+    this.mark('gathered');
+    if (this.stopped || pc !== this.pc || !this.resourceUrl || !etag) return;
+    const frag = trickleFragment(pc.localDescription.sdp, offered);
+    if (!frag) return;
+    try {
+      await request('PATCH', this.resourceUrl, {
+        body: frag,
+        headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag },
+        token: this.token,
+      });
+    } catch {
+      // See above: the connection does not depend on it.
+    }
+  }
+
+  // addMedia gives a publisher's tracks to the connection: to the
+  // transceivers prepare made when the stream has exactly their kinds,
+  // otherwise each track on a new sendonly transceiver of a new connection.
+  async addMedia(stream, codec) {
+    const kinds = stream.getTracks().map((t) => t.kind).sort().join(',');
+    if (this.pc && this.prepared === kinds) {
+      const free = this.pc.getTransceivers();
+      await Promise.all(stream.getTracks().map((track) => {
+        const i = free.findIndex((t) => t.receiver.track.kind === track.kind);
+        return free.splice(i, 1)[0].sender.replaceTrack(track);
+      }));
+      return;
+    }
+    if (this.pc) {
+      // Prepared for other kinds than the stream has: start over.
+      this.pc.close();
+      this.pc = null;
+      this.offered = null;
+    }
+    this.pc = this.build();
     for (const track of stream.getTracks()) {
       const tr = this.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
       if (track.kind === 'video') preferCodec(tr, codec);
@@ -204,12 +319,19 @@ export class Peer {
       if (pc === this.pc && pc.iceConnectionState === 'connected') this.mark('ice');
     });
     if (this.role === 'viewer') {
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-      const remote = new MediaStream();
+      const video = pc.addTransceiver('video', { direction: 'recvonly' });
+      const audio = pc.addTransceiver('audio', { direction: 'recvonly' });
+      // A receiver's track exists from its transceiver on, before any
+      // negotiation. start hands it to the page at once, so a <video>
+      // element sets its renderer up while the offer is on its way rather
+      // than after the answer, when the first frames already arrive:
+      // Chromium decodes the frames that come before the renderer is
+      // attached but never shows them, which kept the first picture
+      // 150-550 ms of video behind the keyframe pinhole sent.
+      this.remote = new MediaStream([video.receiver.track, audio.receiver.track]);
       pc.addEventListener('track', (ev) => {
-        remote.addTrack(ev.track);
-        this.emit('ontrack', remote);
+        if (!this.remote.getTracks().includes(ev.track)) this.remote.addTrack(ev.track);
+        this.emit('ontrack', this.remote);
       });
     }
     return pc;

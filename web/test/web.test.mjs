@@ -54,8 +54,11 @@ const STAGES = [
   ['B', 'viewer.ice', 'B: ICE connected'],
   ['SB', 'dtls-connected', 'pinhole: B DTLS connected'],
   ['B', 'viewer.connected', 'B: connected (DTLS)'],
-  ['SB', 'first-rtp-out', 'pinhole: first RTP to B'],
+  ['SB', 'first-rtp-out:audio', 'pinhole: first audio RTP to B'],
+  ['SB', 'first-rtp-out:video', 'pinhole: first video RTP to B'],
+  ['SB', 'keyframe-out', 'pinhole: B has a keyframe'],
   ['B', 'viewer.track', 'B: ontrack'],
+  ['B', 'viewer.received', 'B: first frame received'],
   ['B', 'viewer.frame', 'B: first frame presented'],
 ];
 
@@ -83,9 +86,19 @@ async function readTimeline(page, sel) {
   const out = {};
   if (!res.ok) return out;
   for (const e of (await res.json()).timeline || []) {
-    if (!(e.kind in out)) out[e.kind] = Date.parse(e.at);
+    const k = e.kind === 'first-rtp-out' ? `${e.kind}:${e.detail}` : e.kind;
+    if (!(k in out)) out[k] = Date.parse(e.at);
   }
   return out;
+}
+
+// keyframeDetail is how B's first picture reached it (pinhole's timeline).
+async function keyframeDetail(page) {
+  const id = (await page.textContent('.player [data-stat=session]')).trim();
+  const res = await fetch(`${BASE}/api/v1/sessions/${encodeURIComponent(id)}/diagnosis`);
+  if (!res.ok) return `diagnosis ${res.status}`;
+  const e = ((await res.json()).timeline || []).find((x) => x.kind === 'keyframe-out');
+  return e ? e.detail : 'none';
 }
 
 // stageTable prints, for each stage, its time since the click (node's
@@ -285,6 +298,17 @@ async function run(context) {
   // ---------------------------------------------------- publish and watch
   const a = watch(await context.newPage(), 'A');
   const b = watch(await context.newPage(), 'B');
+  // B's peer connections, for the inbound video figures of each round.
+  await b.addInitScript(() => {
+    const Native = window.RTCPeerConnection;
+    window.__pcs = [];
+    window.RTCPeerConnection = function (...args) {
+      const pc = new Native(...args);
+      window.__pcs.push(pc);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = Native.prototype;
+  });
   let aSession = '';
   let aPort = 0;
   await step('page A publishes fake camera and microphone; page B decodes video and audio', async () => {
@@ -381,6 +405,20 @@ async function run(context) {
       await a.waitForFunction(() => document.querySelector('.publish [data-stat=state]')?.dataset.state === 'connected');
       await a.waitForFunction(() => /^[^\s—]+$/.test(document.querySelector('.publish [data-stat=session]')?.textContent.trim()));
       await b.waitForFunction(() => /^[^\s—]+$/.test(document.querySelector('.player [data-stat=session]')?.textContent.trim()));
+      // How B's picture started: Chromium's inbound video counters
+      // (keyframe requests, repeats as negative loss) and pinhole's note.
+      const inbound = await b.evaluate(async () => {
+        const pc = window.__pcs[window.__pcs.length - 1];
+        let out = 'no inbound video';
+        (await pc.getStats()).forEach((r) => {
+          if (r.type === 'inbound-rtp' && r.kind === 'video') {
+            out = `PLIs ${r.pliCount}, NACKs ${r.nackCount}, lost ${r.packetsLost}, keyframes decoded ${r.keyFramesDecoded}, frames dropped ${r.framesDropped}`;
+          }
+        });
+        return out;
+      });
+      const rtp = await b.locator('video.remote').first().getAttribute('data-first-frame-rtp');
+      log(`#   round ${i + 1}: B video ${inbound}; first frame shown: RTP timestamp ${rtp}; pinhole: ${await keyframeDetail(b)}`);
       stages.push({
         clickedAt, A: await readMarks(a), B: await readMarks(b),
         SA: await readTimeline(a, '.publish'), SB: await readTimeline(b, '.player'),
@@ -393,6 +431,45 @@ async function run(context) {
     figures.firstFrameP50 = sorted[Math.floor(sorted.length / 2)];
     log(`# publish click to first frame, rounds: ${rounds.join(', ')} ms; p50 ${figures.firstFrameP50} ms`);
     stageTable(stages);
+    // Issue 11's figure: from the viewer's negotiation start (the player
+    // starts: transceivers, offer) to its first frame presented.
+    const neg = stages.map((r) => r.B['viewer.frame'] - r.B['viewer.start']).filter(Number.isFinite).sort((x, y) => x - y);
+    if (neg.length) {
+      figures.negotiationToFrame = neg;
+      log(`# viewer negotiation start to first frame presented: p50 ${Math.round(neg[Math.floor(neg.length / 2)])} ms, worst ${Math.round(neg[neg.length - 1])} ms (${neg.map(Math.round).join(', ')})`);
+    }
+  });
+
+  // --------------------------------------------------- trickle PATCH
+  // The pages POST their offer at once and PATCH the candidates gathered
+  // after it. In this namespace Chromium gathers none (only lo is up), so
+  // the PATCH is exercised here with the page's own module: the fragment
+  // it builds for a candidate the offer lacked must be taken (204).
+  await step('a trickle fragment built by the page is accepted (PATCH 204), then DELETE', async () => {
+    const r = await b.evaluate(async (room) => {
+      const { trickleFragment } = await import('/static/rtc.js');
+      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+      const offered = pc.localDescription.sdp.replace(/^a=candidate:.*\r\n/gm, '');
+      const post = await fetch(`/whep/${room}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offered });
+      const loc = post.headers.get('Location');
+      const etag = post.headers.get('ETag');
+      // Gathered later: a candidate after the offer's first m-section.
+      const later = offered.replace(/(a=mid:[^\r]*\r\n)/, '$1a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n');
+      const frag = trickleFragment(later, offered);
+      const patch = await fetch(loc, { method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': etag }, body: frag });
+      const del = await fetch(loc, { method: 'DELETE' });
+      pc.close();
+      return { post: post.status, patch: patch.status, patchBody: await patch.text(), del: del.status, frag, none: trickleFragment(offered, offered) };
+    }, ROOM);
+    log(`# trickle fragment:\n${r.frag.trim().split('\r\n').map((l) => `#   ${l}`).join('\n')}`);
+    check(r.post === 201, `POST ${r.post}`);
+    check(r.patch === 204, `PATCH ${r.patch}: ${r.patchBody}`);
+    check(r.del === 200, `DELETE ${r.del}`);
+    check(r.frag.includes('a=end-of-candidates') && r.frag.startsWith('a=ice-ufrag:'), `fragment ${r.frag}`);
+    check(r.none === '', 'a fragment for no new candidate must be empty (no PATCH)');
   });
 
   // ---------------------------------------------------- Chinese labels
