@@ -137,6 +137,8 @@ func TestGOPBurstKick(t *testing.T) {
 	var seqs []uint16
 	joiner := newSinkTrack(webrtc.RTPCodecTypeVideo, "s")
 	joiner.bound.Store(&binding{ssrc: 9, stream: recordWriter{&seqs}, codecs: []webrtc.RTPCodecParameters{vp8}})
+	var notes []keyframeNote
+	joiner.onKeyframe = func(k keyframeNote) { notes = append(notes, k) }
 	f.addSink(joiner) // attached while connecting: nothing yet
 	forward(110)
 	if len(seqs) != 0 {
@@ -146,6 +148,9 @@ func TestGOPBurstKick(t *testing.T) {
 	f.kickNow()
 	if len(seqs) != 11 || joiner.holding() {
 		t.Fatalf("after the kick the joiner has %v (holding %v), want seq 100-110 and live", seqs, joiner.holding())
+	}
+	if len(notes) != 1 || notes[0].n != 11 || notes[0].ts != 100*3000 {
+		t.Fatalf("keyframe notes %+v, want one burst of 11 packets from the keyframe at RTP timestamp %d", notes, 100*3000)
 	}
 	forward(111)
 	forward(112)

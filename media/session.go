@@ -228,22 +228,20 @@ func (s *session) answer(ctx context.Context) (string, error) {
 	return out, nil
 }
 
-// keyframeOut notes in the timeline that a video sink has a picture again:
-// the first time for a viewer, and after each switch of publisher. A burst
-// of n cached packets begun at since came from the publisher's GOP cache;
-// n 0 is a live keyframe; ts is the keyframe's RTP timestamp as the viewer
-// gets it. Only the first two are noted: a long session switching often
-// must not fill its timeline.
-func (s *session) keyframeOut(n int, since time.Time, ts uint32) {
+// keyframeOut notes in the timeline how a video sink got its picture: the
+// first time for a viewer, and after a switch of publisher. Only the first
+// two are noted: a long session switching often must not fill its
+// timeline.
+func (s *session) keyframeOut(k keyframeNote) {
 	if s.keyframes.Add(1) > 2 {
 		return
 	}
-	if n > 0 {
+	if k.n > 0 {
 		s.emitTimeline("keyframe-out", fmt.Sprintf("from the GOP cache: %d packets in %s, keyframe RTP timestamp %d",
-			n, time.Since(since).Round(100*time.Microsecond), ts))
+			k.n, time.Since(k.at).Round(100*time.Microsecond), k.ts))
 		return
 	}
-	s.emitTimeline("keyframe-out", fmt.Sprintf("live keyframe, RTP timestamp %d", ts))
+	s.emitTimeline("keyframe-out", fmt.Sprintf("live keyframe, RTP timestamp %d", k.ts))
 }
 
 // addSinks gives a viewer one outgoing track per kind it offered to receive.

@@ -64,15 +64,11 @@ type sinkTrack struct {
 	// resent counts packets retransmitted on the viewer's NACKs.
 	resent atomic.Uint64
 
-	// heldAt and heldN are when the sink's current GOP burst began and how
-	// many packets it has sent (mu), for onKeyframe.
-	heldAt time.Time
-	heldN  int
-	heldTS uint32
+	// burst describes the sink's GOP burst under way (mu, while held).
+	burst keyframeNote
 	// onKeyframe fires, outside mu, each time the sink stops waiting for a
-	// keyframe: after a GOP burst of n packets that began at since, or on
-	// a live keyframe (n 0); ts is the keyframe's outgoing RTP timestamp.
-	onKeyframe func(n int, since time.Time, ts uint32)
+	// keyframe.
+	onKeyframe func(keyframeNote)
 
 	// onFirstWrite fires once, at the first packet written.
 	onFirstWrite func()
@@ -251,6 +247,15 @@ func (t *sinkTrack) write(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyfram
 	return t.send(p, src, keyframe, sendLive, out)
 }
 
+// keyframeNote is how a video sink got its picture: a GOP burst of n
+// cached packets begun at at, or a live keyframe (n 0); ts is the
+// keyframe's RTP timestamp as the viewer gets it.
+type keyframeNote struct {
+	n  int
+	at time.Time
+	ts uint32
+}
+
 // sendMode tells a live packet from the packets of a GOP burst.
 type sendMode uint8
 
@@ -282,13 +287,13 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 		t.mu.Unlock()
 		return false
 	}
-	wentLive, burstN, burstAt, keyTS := false, 0, time.Time{}, uint32(0)
+	wentLive := false
+	var note keyframeNote
 	switch {
 	case mode == sendHeld:
 		if !t.held {
-			t.held, t.heldAt, t.heldN, t.heldTS = true, time.Now(), 0, 0
+			t.held, t.burst = true, keyframeNote{at: time.Now()}
 		}
-		t.heldN++
 	case t.needKey:
 		if mode == sendLive && t.held {
 			// A live keyframe overtook an unfinished burst: the sink
@@ -297,11 +302,8 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 			t.srcSSRC = 0
 		}
 		wentLive = true
-		if mode == sendLast {
-			burstN = 1
-			if t.held {
-				burstN, burstAt, keyTS = t.heldN+1, t.heldAt, t.heldTS
-			}
+		if t.held && mode == sendLast {
+			note = t.burst
 		}
 		t.held = false
 		t.needKey = false
@@ -319,15 +321,17 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 	seq := p.SequenceNumber + t.seqDelta
 	ts := p.Timestamp + t.tsDelta
 	switch {
-	case mode == sendHeld && t.heldN == 1:
-		t.heldTS = ts // the burst's keyframe
-	case wentLive && (burstN == 0 || burstN == 1):
-		// A live keyframe, or a burst of one: the cached keyframe's
-		// first packet was the last packet received.
-		keyTS = ts
-		if burstN == 1 {
-			burstAt = time.Now()
+	case mode == sendHeld:
+		if t.burst.n == 0 {
+			t.burst.ts = ts // the cached keyframe, first of the burst
 		}
+		t.burst.n++
+	case wentLive && note.n > 0:
+		note.n++ // this packet ends the burst
+	case wentLive && mode == sendLast:
+		note = keyframeNote{n: 1, at: time.Now(), ts: ts} // a burst of one
+	case wentLive:
+		note.ts = ts // a live keyframe
 	}
 	// Only move forward: a reordered or retransmitted older packet must not
 	// pull the base back for the next source switch.
@@ -354,7 +358,7 @@ func (t *sinkTrack) send(p *rtp.Packet, src *webrtc.RTPCodecParameters, keyframe
 	t.packets.Add(1)
 	t.bytes.Add(uint64(len(p.Payload) + 12))
 	if wentLive && t.onKeyframe != nil {
-		t.onKeyframe(burstN, burstAt, keyTS)
+		t.onKeyframe(note)
 	}
 	if !t.wroteOnce.Load() && t.wroteOnce.CompareAndSwap(false, true) && t.onFirstWrite != nil {
 		t.onFirstWrite()
