@@ -408,7 +408,10 @@ async function run(context) {
       // How B's picture started: Chromium's inbound video counters
       // (keyframe requests, repeats as negative loss) and pinhole's note.
       const inbound = await b.evaluate(async () => {
-        const pc = window.__pcs[window.__pcs.length - 1];
+        // The player's connection: the newest connected one (the page
+        // also keeps a spare viewer connection, never connected).
+        const pc = window.__pcs.filter((c) => c.connectionState === 'connected').pop();
+        if (!pc) return 'no connected peer connection';
         let out = 'no inbound video';
         (await pc.getStats()).forEach((r) => {
           if (r.type === 'inbound-rtp' && r.kind === 'video') {
