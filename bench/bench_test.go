@@ -431,26 +431,7 @@ func fanoutOn(b *testing.B, srv *server, n int) fanoutResult {
 func fanoutJoin(b *testing.B, srv *server, n, joiners int) fanoutResult {
 	ctx := bounded(b, 2*time.Minute)
 	base := time.Now()
-	pub, err := newSynthPublisher(base)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pub.close)
-	offer, err := gatheredOffer(ctx, pub.pc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, _, err := srv.post(ctx, srv.whipPath("fan"), offer)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.answer}); err != nil {
-		b.Fatal(err)
-	}
-	pub.start()
-	if err := pub.waitConnected(ctx); err != nil {
-		b.Fatal(err)
-	}
+	pub := publishSynth(ctx, b, srv, srv.whipPath("fan"), base)
 	time.Sleep(time.Second)
 	rss0 := srv.rssKB(b)
 	viewers := make([]*delayViewer, n)

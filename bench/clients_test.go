@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -115,6 +116,34 @@ type synthPublisher struct {
 	stop         chan struct{}
 	stopOnce     sync.Once
 	wg           sync.WaitGroup
+}
+
+// publishSynth publishes a synthetic publisher (send stamps relative to
+// base) to srv at path, starts its media once connected and closes it when
+// b ends.
+func publishSynth(ctx context.Context, b *testing.B, srv *server, path string, base time.Time) *synthPublisher {
+	b.Helper()
+	pub, err := newSynthPublisher(base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pub.close)
+	offer, err := gatheredOffer(ctx, pub.pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, _, err := srv.post(ctx, path, offer)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.answer}); err != nil {
+		b.Fatal(err)
+	}
+	pub.start()
+	if err := pub.waitConnected(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return pub
 }
 
 func newSynthPublisher(base time.Time) (*synthPublisher, error) {

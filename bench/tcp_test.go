@@ -19,26 +19,7 @@ func BenchmarkTCPFallback(b *testing.B) {
 	ctx := bounded(b, 3*time.Minute)
 	srv := startServer(b, serverOptions{Ports: 2*tcpSamples + 10})
 	base := time.Now()
-	pub, err := newSynthPublisher(base)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pub.close)
-	offer, err := gatheredOffer(ctx, pub.pc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, _, err := srv.post(ctx, "/whip/tcp", offer)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.answer}); err != nil {
-		b.Fatal(err)
-	}
-	pub.start()
-	if err := pub.waitConnected(ctx); err != nil {
-		b.Fatal(err)
-	}
+	pub := publishSynth(ctx, b, srv, "/whip/tcp", base)
 	defer func() { clientNetworkTypes = []webrtc.NetworkType{webrtc.NetworkTypeUDP4} }()
 	kinds := []struct {
 		name  string

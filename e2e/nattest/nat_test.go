@@ -24,7 +24,6 @@ package nattest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -459,24 +458,10 @@ type clientResult struct {
 
 func runClient(t *testing.T, tp *topology, bin string, expectMedia bool) clientResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := helperCmd(ctx, tp.client, bin, "client")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
 	var res clientResult
-	found := false
-	for _, line := range strings.Split(string(out), "\n") {
-		if l, ok := strings.CutPrefix(line, protoPrefix); ok {
-			found = json.Unmarshal([]byte(l), &res) == nil
-		}
-	}
-	if !found {
-		t.Fatalf("client helper: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
-	}
+	stderr := runHelperClient(t, tp, bin, "client", &res)
 	if expectMedia && res.Error != "" {
-		t.Logf("client stderr:\n%s", stderr.String())
+		t.Logf("client stderr:\n%s", stderr)
 	}
 	t.Logf("client: %+v", res)
 	return res

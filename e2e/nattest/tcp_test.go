@@ -149,21 +149,30 @@ func timelineDetail(d api.Diagnosis, kind string) string {
 
 func runTCPClient(t *testing.T, tp *topology, bin string) tcpClientResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := helperCmd(ctx, tp.client, bin, "tcpclient")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
 	var res tcpClientResult
-	if !decodeLast(out, &res) {
-		t.Fatalf("client helper: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
-	}
+	stderr := runHelperClient(t, tp, bin, "tcpclient", &res)
 	if res.Error != "" {
-		t.Logf("client stderr:\n%s", lastLines(stderr.Bytes(), 40))
+		t.Logf("client stderr:\n%s", lastLines(stderr, 40))
 	}
 	t.Logf("client: %+v", res)
 	return res
+}
+
+// runHelperClient runs the helper in mode in the client namespace, decodes
+// its last result line into res and returns its stderr; a helper that
+// printed no result fails the test.
+func runHelperClient(t *testing.T, tp *topology, bin, mode string, res any) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := helperCmd(ctx, tp.client, bin, mode)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if !decodeLast(out, res) {
+		t.Fatalf("client helper: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+	return stderr.Bytes()
 }
 
 // tcpClientMain publishes and views through the public TCP port with
