@@ -45,16 +45,14 @@ type Engine struct {
 	// connection builds its own interceptor instances from them) and the
 	// DTLS certificate, so an answer does no key generation. Publishers and
 	// viewers get different interceptors: see newMediaEngine.
-	mediaEngine *webrtc.MediaEngine
-	// viewMediaEngine is the viewers': no RTX (newMediaEngine).
-	viewMediaEngine *webrtc.MediaEngine
-	pubRegistry     *interceptor.Registry
-	viewRegistry    *interceptor.Registry
-	cert            webrtc.Certificate
-	loggers         *slogLoggerFactory
-	ifaces          *stdnet.Net
-	host            *hostAddrs                   // this host's addresses, for candidate filtering
-	tcp             atomic.Pointer[tcpTransport] // ICE-TCP on the HTTP port; nil when off (tcp.go)
+	mediaEngine  *webrtc.MediaEngine
+	pubRegistry  *interceptor.Registry
+	viewRegistry *interceptor.Registry
+	cert         webrtc.Certificate
+	loggers      *slogLoggerFactory
+	ifaces       *stdnet.Net
+	host         *hostAddrs                   // this host's addresses, for candidate filtering
+	tcp          atomic.Pointer[tcpTransport] // ICE-TCP on the HTTP port; nil when off (tcp.go)
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -105,10 +103,6 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	viewME, err := newViewerMediaEngine()
-	if err != nil {
-		return nil, err
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -120,7 +114,7 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, log: cfg.Logger, onEvent: onEvent, pool: pool,
-		mediaEngine: me, viewMediaEngine: viewME, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
+		mediaEngine: me, pubRegistry: pubReg, viewRegistry: viewReg, cert: *cert, loggers: loggers, ifaces: ifaces,
 		host:     newHostAddrs(ifaces, cfg.PublicIPs),
 		sessions: map[string]*session{}, hubs: map[string]*hub{},
 		ctx: ctx, cancel: cancel,
@@ -140,15 +134,30 @@ func NewEngine(cfg Config, onEvent func(Event)) (*Engine, error) {
 // (history.go) instead of Pion's responder, which keeps a copy of every
 // packet per viewer.
 //
-// Viewers also get a media engine of their own, the same less RTX: pinhole
-// resends a viewer's lost packets on the stream itself (sinkTrack.retransmit),
-// never as RTX (RFC 4588 retransmission is optional; a receiver without it
-// takes a resent packet on the media SSRC, as libwebrtc does), so the RTX
-// entries only doubled what Pion matches per offered codec on every WHEP
-// answer (see forwardedCodecs). pruneMedia drops them from viewers' offers.
+// No RTX is negotiated, in either direction. pinhole resends a viewer's
+// lost packets on the stream itself (sinkTrack.retransmit), and a publisher
+// without RTX resends on its media SSRC too (RFC 4588 is optional; libwebrtc
+// does so when RTX is not answered). With RTX answered, libwebrtc probes the
+// bandwidth at a call's start with RTX copies of packets it has sent, which
+// Pion hands back as the original packets: each went to every viewer a
+// second time, and a copy that reached Pion before the track's first packet
+// was read came back with payload type 0, so the track never started and
+// its viewers got no video (TestRTXProbingPublisher). Without RTX the same
+// probes are padding, which the forwarder skips, and Pion matches half the
+// codecs per answer (see forwardedCodecs).
 func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Registry, err error) {
-	me, pubReg, err = buildMediaEngine(true)
-	if err != nil {
+	me = &webrtc.MediaEngine{}
+	if err := registerForwardedCodecs(me); err != nil {
+		return nil, nil, nil, err
+	}
+	pubReg = &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(me, pubReg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := webrtc.ConfigureRTCPReports(pubReg); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := webrtc.ConfigureTWCCSender(me, pubReg); err != nil {
 		return nil, nil, nil, err
 	}
 	viewReg = &interceptor.Registry{}
@@ -163,47 +172,20 @@ func newMediaEngine() (me *webrtc.MediaEngine, pubReg, viewReg *interceptor.Regi
 	return me, pubReg, viewReg, nil
 }
 
-// newViewerMediaEngine is the viewers' media engine: newMediaEngine's
-// codecs without RTX, with the same feedback and header extensions.
-func newViewerMediaEngine() (*webrtc.MediaEngine, error) {
-	me, _, err := buildMediaEngine(false)
-	return me, err
-}
-
-// buildMediaEngine registers the forwarded codecs (with their RTX if rtx)
-// and the publisher interceptors; the registry is the publishers'.
-func buildMediaEngine(rtx bool) (*webrtc.MediaEngine, *interceptor.Registry, error) {
-	me := &webrtc.MediaEngine{}
-	if err := registerForwardedCodecs(me, rtx); err != nil {
-		return nil, nil, err
-	}
-	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureNack(me, reg); err != nil {
-		return nil, nil, err
-	}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
-		return nil, nil, err
-	}
-	if err := webrtc.ConfigureTWCCSender(me, reg); err != nil {
-		return nil, nil, err
-	}
-	return me, reg, nil
-}
-
 // videoFeedback is what every forwarded video codec is offered with, as in
 // Pion's defaults: REMB, FIR, NACK, PLI (ConfigureNack and ConfigureTWCCSender
 // add to it).
 var videoFeedback = []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
 
 // forwardedCodecs are the codecs pinhole forwards (forwarded in sdp.go) with
-// Pion's default payload types, each video codec followed by its RTX. This
+// Pion's default payload types, without their RTX (newMediaEngine). This
 // is RegisterDefaultCodecs less what pinhole never forwards: G.722, PCMU,
 // PCMA, H.264 in packetization-mode 0 and H.265. The offer is pruned of
 // those already (pruneMedia), but Pion matches each offered codec against
 // every registered one, re-parsing both fmtp lines each time
 // (MediaEngine.matchRemoteCodec, codecParametersFuzzySearch): with 27
 // registered video entries that was most of SetRemoteDescription's CPU.
-// 18 are left (9 for viewers, who get no RTX); the answers to every client
+// 9 are left; the answers to every client
 // offer fixture keep their codecs and payload types
 // (TestPrunedOfferSameAnswer, TestClientOfferFixtures).
 var forwardedCodecs = []struct {
@@ -212,21 +194,13 @@ var forwardedCodecs = []struct {
 }{
 	{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeVP8, "", 96)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(96, 97)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", 102)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(102, 103)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", 106)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(106, 107)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=4d001f", 127)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(127, 125)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeAV1, "", 45)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(45, 46)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeVP9, "profile-id=0", 98)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(98, 99)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeVP9, "profile-id=2", 100)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(100, 101)},
 	{webrtc.RTPCodecTypeVideo, videoCodec(webrtc.MimeTypeH264, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=64001f", 112)},
-	{webrtc.RTPCodecTypeVideo, rtxCodec(112, 113)},
 }
 
 func videoCodec(mime, fmtp string, pt webrtc.PayloadType) webrtc.RTPCodecParameters {
@@ -236,18 +210,8 @@ func videoCodec(mime, fmtp string, pt webrtc.PayloadType) webrtc.RTPCodecParamet
 	}
 }
 
-func rtxCodec(apt, pt webrtc.PayloadType) webrtc.RTPCodecParameters {
-	return webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeRTX, ClockRate: 90000, SDPFmtpLine: "apt=" + strconv.Itoa(int(apt))},
-		PayloadType:        pt,
-	}
-}
-
-func registerForwardedCodecs(me *webrtc.MediaEngine, rtx bool) error {
+func registerForwardedCodecs(me *webrtc.MediaEngine) error {
 	for _, c := range forwardedCodecs {
-		if !rtx && c.codec.MimeType == webrtc.MimeTypeRTX {
-			continue
-		}
 		if err := me.RegisterCodec(c.codec, c.kind); err != nil {
 			return err
 		}
@@ -271,7 +235,7 @@ type leaseAPIs struct {
 func (e *Engine) apiFor(l *portLease, role Role) (*webrtc.API, error) {
 	i, me, reg := 0, e.mediaEngine, e.pubRegistry
 	if role == RoleViewer {
-		i, me, reg = 1, e.viewMediaEngine, e.viewRegistry
+		i, reg = 1, e.viewRegistry
 	}
 	build := func() (*webrtc.API, error) {
 		se, err := e.settingEngine(l)

@@ -197,13 +197,12 @@ func (p *fanPool) close() {
 	}
 }
 
-// run is the forwarding loop of one publisher track. It owns buf, pkt, out
-// and seen, so nothing is allocated per packet.
+// run is the forwarding loop of one publisher track. It owns buf, pkt and
+// out, so nothing is allocated per packet.
 func (f *forwarder) run(s *session) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	var out rtp.Header
-	var seen seqWindow
 	var pool fanPool
 	defer pool.close()
 	// More writers than the runtime runs at once only add switches.
@@ -219,9 +218,6 @@ func (f *forwarder) run(s *session) {
 		s.rtpIn(n)
 		if len(pkt.Payload) == 0 {
 			continue // padding-only probe: nothing for a viewer to decode
-		}
-		if seen.duplicate(pkt.SSRC, pkt.SequenceNumber) {
-			continue // a probe's copy of a packet already forwarded
 		}
 		if f.hist != nil {
 			f.hist.put(&pkt)

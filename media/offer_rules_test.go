@@ -107,9 +107,6 @@ func TestOfferRules(t *testing.T) {
 func pionAnswer(t *testing.T, offer string, viewer bool) string {
 	t.Helper()
 	me, _, _, err := newMediaEngine()
-	if viewer {
-		me, err = newViewerMediaEngine()
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func inspectOffer(offer string, role Role) (offerInfo, error) {
 			return info, detail(ErrUnsupportedTracks,
 				"%s offers simulcast (a=simulcast:%s): pinhole forwards one stream per kind, send a single encoding", at, v)
 		}
-		if !pruneMedia(m, role == RolePublisher) {
+		if !pruneMedia(m) {
 			return info, detail(ErrUnsupportedTracks,
 				"%s offers no codec pinhole forwards (Opus, VP8, VP9, H264 packetization-mode 1, AV1); offered %s",
 				at, strings.Join(offeredCodecs(m), ", "))
@@ -247,10 +247,8 @@ func setDirection(m *sdp.MediaDescription, answer string) {
 // It reports whether any forwarded codec is left. Pion would answer the
 // dropped ones only to have pinhole never forward them, and matching them
 // is most of SetRemoteDescription's cost (issue 11).
-//
-// Viewers' RTX goes too (rtx false): pinhole never sends a viewer RTX, its
-// media engine for viewers has none (newMediaEngine).
-func pruneMedia(m *sdp.MediaDescription, rtx bool) bool {
+// RTX goes in every case: pinhole negotiates none (newMediaEngine).
+func pruneMedia(m *sdp.MediaDescription) bool {
 	names := map[string]string{}
 	fmtps := map[string]string{}
 	for _, a := range m.Attributes {
@@ -271,11 +269,6 @@ func pruneMedia(m *sdp.MediaDescription, rtx bool) bool {
 	}
 	if len(keep) == 0 {
 		return false
-	}
-	for pt, name := range names {
-		if rtx && strings.EqualFold(name, "rtx") && keep[fmtpParam(fmtps[pt], "apt")] {
-			keep[pt] = true
-		}
 	}
 	formats := m.MediaName.Formats[:0]
 	for _, pt := range m.MediaName.Formats {
